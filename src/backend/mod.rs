@@ -1,0 +1,19 @@
+//! Where the encoder's heavy operations run.
+//!
+//! Today every op runs on candle's CPU tensors (natively with AVX/NEON, in wasm32 with
+//! SIMD128). The ops that have a fused fast path *and* a differentiable composite live in
+//! [`cpu`], chosen by [`Mode`]: candle's fused layer norm and softmax record no backward
+//! pass, so a training forward must use the composite versions or the gradients silently
+//! stop there.
+
+pub mod cpu;
+
+/// Whether a forward pass must carry gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Fused kernels, no autograd (generation, evaluation).
+    #[default]
+    Inference,
+    /// Only ops with backward passes (training).
+    Train,
+}

@@ -1,0 +1,260 @@
+//! The denoising loop: strategies, blocks, and the per-step report.
+
+use serde::{Deserialize, Serialize};
+
+use super::canvas::Canvas;
+use super::rng::Rng;
+use super::sampling::{pick, Pick, SamplingParams};
+use super::schedule::Schedule;
+use crate::error::{Error, Result};
+
+/// Anything that maps a canvas to logits at chosen positions (the encoder, or a test double).
+pub trait Denoiser {
+    fn vocab_size(&self) -> usize;
+    /// Row-major `[positions.len(), vocab_size]`.
+    fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>>;
+}
+
+impl Denoiser for crate::model::Model {
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+    fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.logits_at(ids, positions)
+    }
+}
+
+/// Which proposals a step commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Commit a random subset of the proposals (the classic recipe).
+    #[default]
+    Random,
+    /// Commit the most confident proposals (LLaDA's low-confidence remasking).
+    Confidence,
+    /// Commit every proposal whose confidence reaches `threshold`, and at least the
+    /// schedule's share (Fast-dLLM); may finish in fewer steps.
+    Threshold,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "random" => Ok(Self::Random),
+            "confidence" => Ok(Self::Confidence),
+            "threshold" => Ok(Self::Threshold),
+            other => Err(Error::options(format!("unknown strategy `{other}` (random, confidence, threshold)"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct SampleOptions {
+    pub steps: usize,
+    pub strategy: Strategy,
+    pub schedule: Schedule,
+    /// Confidence needed by [`Strategy::Threshold`].
+    pub threshold: f32,
+    /// Semi-autoregressive blocks: masked positions are filled left to right in groups of
+    /// this many, each group with its share of the steps.
+    pub block_length: Option<usize>,
+    pub temperature: f32,
+    /// 0 disables top-k.
+    pub top_k: usize,
+    pub top_p: f32,
+    pub seed: u64,
+    /// Top candidates reported per revealed token.
+    pub candidates: usize,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            steps: 10,
+            strategy: Strategy::Random,
+            schedule: Schedule::Linear,
+            threshold: 0.9,
+            block_length: None,
+            temperature: 1.0,
+            top_k: 50,
+            top_p: 0.95,
+            seed: 0,
+            candidates: 0,
+        }
+    }
+}
+
+impl SampleOptions {
+    /// Checks ranges against a canvas with `masks` masked positions.
+    pub fn validate(&self, masks: usize) -> Result<()> {
+        if masks == 0 {
+            return Err(Error::input("nothing to generate: the canvas has no masked position"));
+        }
+        if self.steps == 0 {
+            return Err(Error::options("steps must be at least 1"));
+        }
+        if self.steps > masks {
+            return Err(Error::options(format!(
+                "steps ({}) exceeds the number of masked tokens ({masks}); every step must reveal one",
+                self.steps
+            )));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(Error::options(format!("temperature must be > 0, got {}", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::options(format!("top-p must be in (0, 1], got {}", self.top_p)));
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(Error::options(format!("threshold must be in (0, 1], got {}", self.threshold)));
+        }
+        if self.block_length == Some(0) {
+            return Err(Error::options("block length must be at least 1"));
+        }
+        if self.candidates > 64 {
+            return Err(Error::options("at most 64 candidates per token"));
+        }
+        Ok(())
+    }
+}
+
+/// What one step did. `ids` is the whole canvas after the step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// 1-based.
+    pub step: usize,
+    pub total: usize,
+    pub ids: Vec<u32>,
+    /// Positions revealed this step, and their confidences.
+    pub revealed: Vec<usize>,
+    pub confidence: Vec<f32>,
+    /// Per revealed position, the top candidates `(id, probability)`.
+    pub candidates: Vec<Vec<(u32, f32)>>,
+    /// Masks left after the step.
+    pub masked: usize,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub canvas: Canvas,
+    pub steps: usize,
+    /// The callback asked to stop before the canvas was complete.
+    pub stopped: bool,
+}
+
+/// Splits masked positions into left-to-right blocks, each with its number of steps.
+fn plan(masked: &[usize], steps: usize, block: Option<usize>) -> Vec<(Vec<usize>, usize)> {
+    let len = block.unwrap_or(masked.len()).max(1);
+    let blocks: Vec<Vec<usize>> = masked.chunks(len).map(|c| c.to_vec()).collect();
+    let n = blocks.len();
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let s = (steps / n + usize::from(i < steps % n)).clamp(1, b.len());
+            (b, s)
+        })
+        .collect()
+}
+
+/// Denoises `canvas` in place. `on_step` sees every step and returns `false` to stop.
+pub fn generate<D: Denoiser + ?Sized>(
+    model: &D,
+    mut canvas: Canvas,
+    banned: &[u32],
+    opts: &SampleOptions,
+    mut on_step: impl FnMut(&Step) -> bool,
+) -> Result<Outcome> {
+    let masked = canvas.masked();
+    opts.validate(masked.len())?;
+    let mut banned = banned.to_vec();
+    banned.sort_unstable();
+    let vocab = model.vocab_size();
+    let params = SamplingParams {
+        temperature: opts.temperature,
+        top_k: opts.top_k,
+        top_p: opts.top_p,
+        candidates: opts.candidates,
+    };
+    let mut rng = Rng::new(opts.seed);
+    let blocks = plan(&masked, opts.steps, opts.block_length);
+    let total: usize = blocks.iter().map(|b| b.1).sum();
+    let mut step = 0;
+    let mut left = masked.len();
+    for (block, block_steps) in blocks {
+        let m0 = block.len();
+        for i in 0..block_steps {
+            let open: Vec<usize> = block.iter().copied().filter(|&p| canvas.ids[p] == canvas.mask_id).collect();
+            if open.is_empty() {
+                break;
+            }
+            let logits = model.logits(&canvas.ids, &open)?;
+            if logits.len() != open.len() * vocab {
+                return Err(Error::model("the model returned logits of the wrong size"));
+            }
+            let picks: Vec<Pick> =
+                logits.chunks(vocab).map(|row| pick(row, &banned, &params, &mut rng)).collect();
+            let target = m0 - opts.schedule.remaining_after(m0, i, block_steps);
+            let done_in_block = m0 - open.len();
+            let share = target.saturating_sub(done_in_block).clamp(1, open.len());
+            let chosen = choose(opts, &picks, share, &mut rng);
+            let mut s = Step {
+                step: step + 1,
+                total,
+                ids: Vec::new(),
+                revealed: Vec::with_capacity(chosen.len()),
+                confidence: Vec::with_capacity(chosen.len()),
+                candidates: Vec::new(),
+                masked: 0,
+                done: false,
+            };
+            for j in chosen {
+                canvas.ids[open[j]] = picks[j].token;
+                s.revealed.push(open[j]);
+                s.confidence.push(picks[j].confidence);
+                if opts.candidates > 0 {
+                    s.candidates.push(picks[j].candidates.clone());
+                }
+            }
+            left -= s.revealed.len();
+            step += 1;
+            s.masked = left;
+            s.done = left == 0;
+            s.ids = canvas.ids.clone();
+            if !on_step(&s) && !s.done {
+                return Ok(Outcome { canvas, steps: step, stopped: true });
+            }
+        }
+    }
+    Ok(Outcome { canvas, steps: step, stopped: false })
+}
+
+/// Indices into `picks` to commit this step, sorted by position.
+fn choose(opts: &SampleOptions, picks: &[Pick], share: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..picks.len()).collect();
+    let by_conf = |a: &usize, b: &usize| picks[*b].confidence.total_cmp(&picks[*a].confidence);
+    let mut chosen: Vec<usize> = match opts.strategy {
+        Strategy::Random => {
+            rng.shuffle(&mut idx);
+            idx.truncate(share);
+            idx
+        }
+        Strategy::Confidence => {
+            idx.sort_by(by_conf);
+            idx.truncate(share);
+            idx
+        }
+        Strategy::Threshold => {
+            idx.sort_by(by_conf);
+            let sure = idx.iter().take_while(|&&j| picks[j].confidence >= opts.threshold).count();
+            idx.truncate(sure.max(share));
+            idx
+        }
+    };
+    chosen.sort_unstable();
+    chosen
+}

@@ -1,0 +1,13 @@
+//! Unmask: text generation by masked diffusion with BERT/RoBERTa-family encoders.
+//!
+//! - [`model`]: configuration, weight loading (Hugging Face safetensors, GGUF), the encoder.
+//! - [`diffusion`]: masking schedules, the samplers, infill templates.
+//! - [`backend`]: where the heavy ops run.
+
+pub mod backend;
+pub mod diffusion;
+pub mod error;
+pub mod model;
+
+pub use error::{Error, Result};
+pub use model::Model;

@@ -1,0 +1,313 @@
+//! The one encoder + MLM head definition shared by BERT, RoBERTa and roberta-prelayernorm.
+//!
+//! Layouts differ only in tensor names, the position offset, and where layer norm sits;
+//! those differences are resolved once at load time so the forward pass is one code path.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{Device, Module, Tensor};
+
+use super::config::{Activation, Family, ModelConfig};
+use super::weights::WeightStore;
+use crate::backend::{cpu, Mode};
+use crate::error::{Error, Result};
+
+pub struct Linear {
+    pub weight: QMatMul,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn load(store: &WeightStore, name: &str, out: usize, inp: usize) -> Result<Self> {
+        Ok(Self {
+            weight: store.matmul(&format!("{name}.weight"), &[out, inp])?,
+            bias: Some(store.dense(&format!("{name}.bias"), &[out])?),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    fn load(store: &WeightStore, name: &str, h: usize, eps: f64) -> Result<Self> {
+        // Old BERT checkpoints name the parameters gamma/beta.
+        let pick = |new: &str, old: &str| {
+            let n = format!("{name}.{new}");
+            if store.contains(&n) {
+                n
+            } else if store.contains(&format!("{name}.{old}")) {
+                format!("{name}.{old}")
+            } else {
+                n
+            }
+        };
+        Ok(Self {
+            weight: store.dense(&pick("weight", "gamma"), &[h])?,
+            bias: store.dense(&pick("bias", "beta"), &[h])?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        cpu::layer_norm(x, &self.weight, &self.bias, self.eps, mode)
+    }
+}
+
+pub struct Layer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attn_out: Linear,
+    /// Post-LN: `attention.output.LayerNorm` (after the residual). Pre-LN: `attention.LayerNorm`.
+    pub attn_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    /// Post-LN: `output.LayerNorm`. Pre-LN: `intermediate.LayerNorm`.
+    pub ffn_norm: LayerNorm,
+}
+
+pub struct Encoder {
+    pub config: ModelConfig,
+    pub family: Family,
+    act: Activation,
+    /// `transformers`' RoBERTa heads hard-code exact GELU; BERT's follow `hidden_act`.
+    head_act: Activation,
+    pub word_embeddings: Tensor,
+    pub position_embeddings: Tensor,
+    pub token_type_embeddings: Option<Tensor>,
+    pub embed_norm: LayerNorm,
+    pub layers: Vec<Layer>,
+    /// Pre-LN models normalise the encoder's output once more.
+    pub final_norm: Option<LayerNorm>,
+    pub head_dense: Linear,
+    pub head_norm: LayerNorm,
+    /// `[vocab, hidden]`: tied to the word embeddings unless the checkpoint stores its own.
+    pub decoder: Linear,
+    pub mode: Mode,
+}
+
+/// The tensor names of one family, so loading and exporting agree.
+pub struct Names {
+    pub p: &'static str,
+    pub family: Family,
+}
+
+impl Names {
+    pub fn new(family: Family) -> Self {
+        Self { p: family.prefix(), family }
+    }
+    pub fn emb(&self, what: &str) -> String {
+        format!("{}.embeddings.{what}", self.p)
+    }
+    pub fn layer(&self, i: usize, what: &str) -> String {
+        format!("{}.encoder.layer.{i}.{what}", self.p)
+    }
+    pub fn attn_norm(&self, i: usize) -> String {
+        match self.family {
+            Family::RobertaPreLayerNorm => self.layer(i, "attention.LayerNorm"),
+            _ => self.layer(i, "attention.output.LayerNorm"),
+        }
+    }
+    pub fn ffn_norm(&self, i: usize) -> String {
+        match self.family {
+            Family::RobertaPreLayerNorm => self.layer(i, "intermediate.LayerNorm"),
+            _ => self.layer(i, "output.LayerNorm"),
+        }
+    }
+    pub fn final_norm(&self) -> Option<String> {
+        self.family.pre_layer_norm().then(|| format!("{}.LayerNorm", self.p))
+    }
+    pub fn head_dense(&self) -> &'static str {
+        match self.family {
+            Family::Bert => "cls.predictions.transform.dense",
+            _ => "lm_head.dense",
+        }
+    }
+    pub fn head_norm(&self) -> &'static str {
+        match self.family {
+            Family::Bert => "cls.predictions.transform.LayerNorm",
+            _ => "lm_head.layer_norm",
+        }
+    }
+    pub fn decoder(&self) -> &'static str {
+        match self.family {
+            Family::Bert => "cls.predictions.decoder",
+            _ => "lm_head.decoder",
+        }
+    }
+    /// The output bias; `transformers` shares it between two names and saves one of them.
+    pub fn head_bias_candidates(&self) -> [String; 2] {
+        match self.family {
+            Family::Bert => ["cls.predictions.bias".into(), "cls.predictions.decoder.bias".into()],
+            _ => ["lm_head.bias".into(), "lm_head.decoder.bias".into()],
+        }
+    }
+}
+
+impl Encoder {
+    pub fn load(config: &ModelConfig, store: &WeightStore) -> Result<Self> {
+        config.validate()?;
+        let family = config.family()?;
+        let n = Names::new(family);
+        let (h, i, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+        let eps = config.layer_norm_eps;
+        let word_name = n.emb("word_embeddings.weight");
+        let word_embeddings = store.dense(&word_name, &[v, h])?;
+        let position_embeddings =
+            store.dense(&n.emb("position_embeddings.weight"), &[config.max_position_embeddings, h])?;
+        let tt_name = n.emb("token_type_embeddings.weight");
+        let token_type_embeddings = if config.type_vocab_size > 0 && store.contains(&tt_name) {
+            Some(store.dense(&tt_name, &[config.type_vocab_size, h])?.narrow(0, 0, 1)?)
+        } else {
+            None
+        };
+        let embed_norm = LayerNorm::load(store, &n.emb("LayerNorm"), h, eps)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            layers.push(Layer {
+                query: Linear::load(store, &n.layer(l, "attention.self.query"), h, h)?,
+                key: Linear::load(store, &n.layer(l, "attention.self.key"), h, h)?,
+                value: Linear::load(store, &n.layer(l, "attention.self.value"), h, h)?,
+                attn_out: Linear::load(store, &n.layer(l, "attention.output.dense"), h, h)?,
+                attn_norm: LayerNorm::load(store, &n.attn_norm(l), h, eps)?,
+                intermediate: Linear::load(store, &n.layer(l, "intermediate.dense"), i, h)?,
+                output: Linear::load(store, &n.layer(l, "output.dense"), h, i)?,
+                ffn_norm: LayerNorm::load(store, &n.ffn_norm(l), h, eps)?,
+            });
+        }
+        let final_norm = match n.final_norm() {
+            Some(name) => Some(LayerNorm::load(store, &name, h, eps)?),
+            None => None,
+        };
+        let head_dense = Linear::load(store, n.head_dense(), h, h)?;
+        let head_norm = LayerNorm::load(store, n.head_norm(), h, eps)?;
+        let dec_w = format!("{}.weight", n.decoder());
+        let weight = if store.contains(&dec_w) { store.matmul(&dec_w, &[v, h])? } else { store.matmul(&word_name, &[v, h])? };
+        let [b1, b2] = n.head_bias_candidates();
+        let bias_name = if store.contains(&b1) { b1 } else { b2 };
+        let bias = store.dense(&bias_name, &[v]).map_err(|_| {
+            Error::tensor(n.head_bias_candidates()[0].clone(), "missing from the checkpoint (no MLM head?)")
+        })?;
+        Ok(Self {
+            config: config.clone(),
+            family,
+            act: config.activation()?,
+            head_act: match family {
+                Family::Bert => config.activation()?,
+                _ => Activation::Gelu,
+            },
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embed_norm,
+            layers,
+            final_norm,
+            head_dense,
+            head_norm,
+            decoder: Linear { weight, bias: Some(bias) },
+            mode: Mode::Inference,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.word_embeddings.device()
+    }
+
+    /// Hidden states `[batch, seq, hidden]` for token ids `[batch, seq]` (u32). No padding:
+    /// every sequence in a batch has the same length, as both generation and packed training
+    /// produce.
+    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let offset = self.config.position_offset();
+        if t + offset > self.config.max_position_embeddings {
+            return Err(Error::input(format!(
+                "sequence of {t} tokens exceeds the model's context of {}",
+                self.config.max_sequence_len()
+            )));
+        }
+        let h = self.config.hidden_size;
+        let flat = ids.flatten_all()?;
+        let words = self.word_embeddings.index_select(&flat, 0)?.reshape((b, t, h))?;
+        let pos = self.position_embeddings.narrow(0, offset, t)?;
+        let mut x = words.broadcast_add(&pos)?;
+        if let Some(tt) = &self.token_type_embeddings {
+            x = x.broadcast_add(tt)?;
+        }
+        let mut x = self.embed_norm.forward(&x, self.mode)?;
+        for layer in &self.layers {
+            x = self.layer_forward(layer, &x)?;
+        }
+        if let Some(norm) = &self.final_norm {
+            x = norm.forward(&x, self.mode)?;
+        }
+        Ok(x)
+    }
+
+    fn attention(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let heads = self.config.num_attention_heads;
+        let hd = h / heads;
+        let split = |y: Tensor| -> Result<Tensor> {
+            Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split(layer.query.forward(x)?)?;
+        let k = split(layer.key.forward(x)?)?;
+        let v = split(layer.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let probs = cpu::softmax_last(&scores, self.mode)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        layer.attn_out.forward(&ctx)
+    }
+
+    fn ffn(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let y = cpu::activation(&layer.intermediate.forward(x)?, self.act)?;
+        layer.output.forward(&y)
+    }
+
+    fn layer_forward(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        if self.family.pre_layer_norm() {
+            let a = (x + self.attention(layer, &layer.attn_norm.forward(x, self.mode)?)?)?;
+            Ok((&a + self.ffn(layer, &layer.ffn_norm.forward(&a, self.mode)?)?)?)
+        } else {
+            let a = layer.attn_norm.forward(&(x + self.attention(layer, x)?)?, self.mode)?;
+            layer.ffn_norm.forward(&(&a + self.ffn(layer, &a)?)?, self.mode)
+        }
+    }
+
+    /// MLM logits `[..., vocab]` for hidden states `[..., hidden]`. Generation calls this
+    /// only on the masked positions: the head is the model's largest matmul.
+    pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        let y = cpu::activation(&self.head_dense.forward(hidden)?, self.head_act)?;
+        let y = self.head_norm.forward(&y, self.mode)?;
+        self.decoder.forward(&y)
+    }
+
+    /// Logits for every position: `[batch, seq, vocab]`.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.head(&self.hidden(ids)?)
+    }
+
+    /// Logits `[positions.len(), vocab]` for selected positions of one sequence.
+    pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Tensor> {
+        let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        let hidden = self.hidden(&t)?.squeeze(0)?;
+        if positions.iter().any(|&p| p >= ids.len()) {
+            return Err(Error::input("position outside the sequence"));
+        }
+        let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), self.device())?;
+        let rows = hidden.index_select(&idx, 0)?;
+        self.head(&rows)
+    }
+}

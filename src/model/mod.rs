@@ -1,0 +1,134 @@
+//! The model: configuration, weights, the encoder + MLM head, and the tokenizer, loaded from
+//! a Hugging Face folder or from our single-file GGUF.
+
+pub mod config;
+pub mod encoder;
+pub mod init;
+pub mod gguf;
+pub mod text;
+pub mod weights;
+
+use candle_core::Tensor;
+use serde::Serialize;
+
+pub use config::{Family, ModelConfig};
+pub use encoder::Encoder;
+pub use text::TextCodec;
+pub use weights::WeightStore;
+
+use crate::error::{Error, Result};
+
+pub struct Model {
+    pub encoder: Encoder,
+    pub codec: TextCodec,
+    pub store: WeightStore,
+    pub name: String,
+}
+
+/// What a UI shows on a model card.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub model_type: String,
+    pub parameters: usize,
+    pub dtype: String,
+    pub weight_bytes: usize,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub max_sequence_len: usize,
+}
+
+impl Model {
+    /// Builds a model from its three parts, checking that they fit together.
+    pub fn from_parts(name: &str, config: ModelConfig, store: WeightStore, tokenizer_json: &str) -> Result<Self> {
+        config.validate()?;
+        let codec = TextCodec::from_json(tokenizer_json)?;
+        if codec.vocab_size > config.vocab_size {
+            return Err(Error::Tokenizer(format!(
+                "the tokenizer has {} tokens but the model's vocabulary has {}: wrong tokenizer for this model?",
+                codec.vocab_size, config.vocab_size
+            )));
+        }
+        let encoder = Encoder::load(&config, &store)?;
+        Ok(Self { encoder, codec, store, name: name.to_string() })
+    }
+
+    /// A Hugging Face checkpoint given as bytes: `config.json`, `model.safetensors`,
+    /// `tokenizer.json`.
+    pub fn from_hf_bytes(name: &str, config_json: &[u8], safetensors: &[u8], tokenizer_json: &[u8]) -> Result<Self> {
+        let config = ModelConfig::from_json(config_json)?;
+        let tok = std::str::from_utf8(tokenizer_json)
+            .map_err(|_| Error::Tokenizer("tokenizer.json is not UTF-8".into()))?;
+        let store = WeightStore::from_safetensors(safetensors)?;
+        Self::from_parts(name, config, store, tok)
+    }
+
+    /// A GGUF file written by `unmask convert`.
+    pub fn from_gguf_bytes(bytes: &[u8]) -> Result<Self> {
+        let g = gguf::read(bytes)?;
+        Self::from_parts(&g.name, g.config, g.store, &g.tokenizer_json)
+    }
+
+    /// A folder holding a Hugging Face checkpoint, or a `.gguf` file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let read = |p: std::path::PathBuf, what: &str| {
+            std::fs::read(&p).map_err(|e| Error::model(format!("cannot read {what} at {}: {e}", p.display())))
+        };
+        if path.is_dir() {
+            let name = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let tok_path = path.join("tokenizer.json");
+            if !tok_path.exists() {
+                return Err(Error::Tokenizer(format!("{} has no tokenizer.json", path.display())));
+            }
+            let st = path.join("model.safetensors");
+            if !st.exists() {
+                return Err(Error::model(format!(
+                    "{} has no model.safetensors (PyTorch .bin checkpoints are not supported; re-save with safe_serialization=True)",
+                    path.display()
+                )));
+            }
+            Self::from_hf_bytes(&name, &read(path.join("config.json"), "config.json")?, &read(st, "weights")?, &read(tok_path, "tokenizer")?)
+        } else {
+            Self::from_gguf_bytes(&read(path.to_path_buf(), "model file")?)
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.encoder.config
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        let c = self.config();
+        ModelInfo {
+            name: self.name.clone(),
+            model_type: c.model_type.clone(),
+            parameters: c.parameter_count(),
+            dtype: gguf::dtype_summary(&self.store),
+            weight_bytes: self.store.stored_bytes(),
+            vocab_size: c.vocab_size,
+            hidden_size: c.hidden_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            max_sequence_len: c.max_sequence_len(),
+        }
+    }
+
+    /// Writes this model as a GGUF file with the given weight type.
+    pub fn write_gguf<W: std::io::Write + std::io::Seek>(
+        &self,
+        w: &mut W,
+        dtype: gguf::WeightDtype,
+    ) -> Result<gguf::ConvertReport> {
+        let tensors = gguf::sorted_dense(&self.store)?;
+        gguf::write(w, &self.name, self.config(), self.codec.json(), &tensors, dtype)
+    }
+
+    /// Logits `[positions.len(), vocab]` as a flat row-major vector.
+    pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        let t: Tensor = self.encoder.logits_at(ids, positions)?;
+        Ok(t.flatten_all()?.to_vec1::<f32>()?)
+    }
+}

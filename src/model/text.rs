@@ -1,0 +1,137 @@
+//! Text ↔ token ids, with the special tokens diffusion needs (mask, start, end).
+
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+
+/// A Hugging Face tokenizer plus the ids of the special tokens we place ourselves.
+#[derive(Clone)]
+pub struct TextCodec {
+    tokenizer: Tokenizer,
+    json: String,
+    pub mask_id: u32,
+    pub bos_id: u32,
+    pub eos_id: u32,
+    pub pad_id: Option<u32>,
+    pub unk_id: Option<u32>,
+    /// Largest id the tokenizer can emit, plus one.
+    pub vocab_size: usize,
+    mask_text: String,
+}
+
+fn find(tok: &Tokenizer, candidates: &[&str]) -> Option<(u32, String)> {
+    candidates.iter().find_map(|c| tok.token_to_id(c).map(|id| (id, c.to_string())))
+}
+
+impl TextCodec {
+    pub fn from_json(json: &str) -> Result<Self> {
+        let tokenizer = Tokenizer::from_bytes(json.as_bytes())
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not a valid tokenizer: {e}")))?;
+        let (mask_id, mask_text) = find(&tokenizer, &["<mask>", "[MASK]"])
+            .ok_or_else(|| Error::Tokenizer("the tokenizer has no mask token (<mask> or [MASK])".into()))?;
+        let (bos_id, _) = find(&tokenizer, &["<s>", "[CLS]"])
+            .ok_or_else(|| Error::Tokenizer("the tokenizer has no start token (<s> or [CLS])".into()))?;
+        let (eos_id, _) = find(&tokenizer, &["</s>", "[SEP]"])
+            .ok_or_else(|| Error::Tokenizer("the tokenizer has no end token (</s> or [SEP])".into()))?;
+        let pad_id = find(&tokenizer, &["<pad>", "[PAD]"]).map(|x| x.0);
+        let unk_id = find(&tokenizer, &["<unk>", "[UNK]"]).map(|x| x.0);
+        let vocab_size = tokenizer.get_vocab(true).values().copied().max().map_or(0, |m| m as usize + 1);
+        Ok(Self { tokenizer, json: json.to_string(), mask_id, bos_id, eos_id, pad_id, unk_id, vocab_size, mask_text })
+    }
+
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn inner(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Token ids of plain text, without special tokens.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(format!("cannot encode text: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of ids, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+
+    /// The surface text of one token as it would appear inside a sentence (byte-level BPE's
+    /// `Ġ` becomes a space, WordPiece's `##` joins). Used to draw a canvas cell by cell.
+    pub fn piece(&self, id: u32) -> String {
+        if id == self.mask_id {
+            return self.mask_text.clone();
+        }
+        let raw = self.tokenizer.id_to_token(id).unwrap_or_default();
+        if let Some(rest) = raw.strip_prefix("##") {
+            return rest.to_string();
+        }
+        if self.is_special(id) {
+            return raw;
+        }
+        // Decoding with a leading space-free neighbour recovers the piece's own spacing for
+        // byte-level BPE; WordPiece pieces get the space a decoder would put before them.
+        match self.tokenizer.decode(&[id], false) {
+            Ok(s) if raw.starts_with('Ġ') || raw.starts_with('▁') => {
+                if s.starts_with(' ') { s } else { format!(" {s}") }
+            }
+            Ok(s) if self.is_wordpiece() => format!(" {s}"),
+            Ok(s) => s,
+            Err(_) => raw,
+        }
+    }
+
+    fn is_wordpiece(&self) -> bool {
+        self.bos_id == self.tokenizer.token_to_id("[CLS]").unwrap_or(u32::MAX)
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        id == self.mask_id || id == self.bos_id || id == self.eos_id || Some(id) == self.pad_id || Some(id) == self.unk_id
+    }
+
+    /// Ids generation must never produce.
+    pub fn banned_ids(&self) -> Vec<u32> {
+        let mut v = vec![self.mask_id, self.bos_id, self.eos_id];
+        v.extend(self.pad_id);
+        v.extend(self.unk_id);
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Renders a canvas for people: special tokens dropped, masks drawn as `mask`.
+    pub fn render(&self, ids: &[u32], mask: &str) -> String {
+        let mut out = String::new();
+        let mut run: Vec<u32> = Vec::new();
+        let wordpiece = self.is_wordpiece();
+        for &id in ids {
+            if id == self.mask_id {
+                if !run.is_empty() {
+                    out.push_str(&self.decode(&run));
+                    run.clear();
+                }
+                if wordpiece || !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(mask);
+            } else if !self.is_special(id) {
+                if run.is_empty() && !out.is_empty() && wordpiece {
+                    let piece = self.tokenizer.id_to_token(id).unwrap_or_default();
+                    if !piece.starts_with("##") {
+                        out.push(' ');
+                    }
+                }
+                run.push(id);
+            }
+        }
+        if !run.is_empty() {
+            out.push_str(&self.decode(&run));
+        }
+        out.trim_start().to_string()
+    }
+}

@@ -1,0 +1,141 @@
+//! The `unmask` command line: generation with visible steps, conversion, info, and clear
+//! errors (non-zero exit, no panic) for bad input.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::fixture;
+
+fn unmask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unmask")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn fx(f: &str) -> String {
+    fixture(f).to_string_lossy().into_owned()
+}
+
+#[test]
+fn generate_shows_every_step() {
+    let o = unmask(&["generate", "-m", &fx("roberta-prelayernorm"), "-p", "The cat", "-n", "12", "--steps", "6", "--show-steps"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("step")).collect();
+    assert_eq!(lines.len(), 7, "{out}"); // step 0 (all masks) + 6 steps
+    let masks: Vec<usize> = lines.iter().map(|l| l.matches("[MASK]").count()).collect();
+    assert_eq!(masks[0], 12);
+    assert!(masks.windows(2).all(|w| w[1] < w[0]), "{masks:?}");
+    assert_eq!(*masks.last().unwrap(), 0);
+    assert!(lines.iter().all(|l| l.contains("The cat")));
+}
+
+#[test]
+fn convert_info_and_generate_from_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.gguf");
+    let o = unmask(&["convert", &fx("bert"), "-o", out.to_str().unwrap(), "--dtype", "q8_0"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let o = unmask(&["info", out.to_str().unwrap()]);
+    let (s, _) = text(&o);
+    assert!(o.status.success());
+    assert!(s.contains("model_type      bert") && s.contains("q8_0"), "{s}");
+    let o = unmask(&["generate", "-m", out.to_str().unwrap(), "--infill", "The [MASK:2] sat on the [MASK].", "--steps", "3", "--strategy", "confidence"]);
+    let (s, e) = text(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(s.contains("sat on the") && !s.contains("[MASK]"), "{s}");
+}
+
+#[test]
+fn same_seed_same_output() {
+    let args = ["generate", "-m", &fx("roberta"), "-p", "A boat", "-n", "12", "--seed", "42"];
+    let a = unmask(&args);
+    let b = unmask(&args);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+/// Every bad input: a non-zero exit, a message containing `want`, and no panic.
+#[test]
+fn bad_input_gives_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_tok = dir.path().join("no_tokenizer");
+    std::fs::create_dir(&no_tok).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("roberta").join(f), no_tok.join(f)).unwrap();
+    }
+    let truncated = dir.path().join("t.gguf");
+    let full = dir.path().join("f.gguf");
+    assert!(unmask(&["convert", &fx("roberta"), "-o", full.to_str().unwrap()]).status.success());
+    let bytes = std::fs::read(&full).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let wrong_type = dir.path().join("wrong_type");
+    std::fs::create_dir(&wrong_type).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("roberta").join(f), wrong_type.join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(fixture("roberta").join("config.json")).unwrap();
+    std::fs::write(wrong_type.join("config.json"), cfg.replace("\"roberta\"", "\"gpt2\"")).unwrap();
+    let wrong_tok = dir.path().join("wrong_tok");
+    std::fs::create_dir(&wrong_tok).unwrap();
+    for f in ["model.safetensors", "config.json"] {
+        std::fs::copy(fixture("bert").join(f), wrong_tok.join(f)).unwrap();
+    }
+    std::fs::copy(fixture("roberta").join("tokenizer.json"), wrong_tok.join("tokenizer.json")).unwrap();
+
+    let m = fx("roberta");
+    let long = "word ".repeat(200);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["generate", "-m", &m, "-p", ""], "prompt is empty"),
+        (vec!["generate", "-m", &m, "-p", "hi", "-n", "0"], "length"),
+        (vec!["generate", "-m", &m, "-p", "hi", "--steps", "0"], "steps"),
+        (vec!["generate", "-m", &m, "-p", "hi", "-n", "4", "--steps", "5"], "exceeds the number of masked"),
+        (vec!["generate", "-m", &m, "-p", "hi", "--top-p", "0"], "top-p"),
+        (vec!["generate", "-m", &m, "-p", "hi", "--top-p", "1.5"], "top-p"),
+        (vec!["generate", "-m", &m, "-p", "hi", "--temperature", "0"], "temperature"),
+        (vec!["generate", "-m", &m, "-p", "hi", "--temperature", "-1"], "temperature"),
+        (vec!["generate", "-m", &m, "-p", "hi", "--strategy", "best"], "unknown strategy"),
+        (vec!["generate", "-m", &m, "-p", &long], "context"),
+        (vec!["generate", "-m", &m, "--infill", "no spans"], "no [MASK]"),
+        (vec!["generate", "-m", &m, "--infill", "[MASK:0]"], "mask count"),
+        (vec!["generate", "-m", no_tok.to_str().unwrap(), "-p", "hi"], "tokenizer.json"),
+        (vec!["generate", "-m", truncated.to_str().unwrap(), "-p", "hi"], "truncated"),
+        (vec!["generate", "-m", "/nonexistent/model.gguf", "-p", "hi"], "cannot read"),
+        (vec!["info", wrong_type.to_str().unwrap()], "unsupported model_type `gpt2`"),
+        (vec!["info", wrong_tok.to_str().unwrap()], "wrong tokenizer"),
+        (vec!["convert", &m, "-o", "/tmp/x.gguf", "--dtype", "q3"], "unknown dtype"),
+        (vec!["convert", full.to_str().unwrap(), "-o", "/tmp/x.gguf"], "not a Hugging Face model folder"),
+    ];
+    for (args, want) in &cases {
+        let o = unmask(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: expected `{want}` in: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    println!("{} bad inputs rejected cleanly", cases.len());
+}
+
+#[test]
+fn missing_or_misshapen_tensors_are_named() {
+    use candle_core::{Device, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let mut tensors = candle_core::safetensors::load(fixture("roberta").join("model.safetensors"), &Device::Cpu).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture("roberta").join(f), dir.path().join(f)).unwrap();
+    }
+    let victim = "roberta.encoder.layer.1.attention.self.key.weight";
+    let saved = tensors.remove(victim).unwrap();
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let o = unmask(&["info", dir.path().to_str().unwrap()]);
+    let (_, e) = text(&o);
+    assert!(!o.status.success() && e.contains(victim) && e.contains("missing"), "{e}");
+    tensors.insert(victim.into(), Tensor::zeros((64, 32), saved.dtype(), &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let o = unmask(&["info", dir.path().to_str().unwrap()]);
+    let (_, e) = text(&o);
+    assert!(!o.status.success() && e.contains(victim) && e.contains("shape"), "{e}");
+}

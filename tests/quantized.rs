@@ -1,0 +1,128 @@
+//! The GGUF format: round trips, error bounds of each weight type against f32, and refusal of
+//! damaged files.
+//!
+//! Stated bounds (relative RMS error of all logits against the f32 model):
+//!   f32 ≤ 1e-6, f16 ≤ 2e-3, q8_0 ≤ 2e-2, q4_k ≤ 1.5e-1.
+
+mod common;
+
+use std::io::Cursor;
+
+use candle_core::{Device, Tensor};
+use common::fixture;
+use unmask::model::gguf::{self, WeightDtype};
+use unmask::model::{init, ModelConfig, WeightStore};
+use unmask::model::weights::Stored;
+use unmask::Model;
+
+fn to_gguf(model: &Model, dtype: WeightDtype) -> Vec<u8> {
+    let mut c = Cursor::new(Vec::new());
+    model.write_gguf(&mut c, dtype).unwrap();
+    c.into_inner()
+}
+
+fn rel_rms(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    let n = b.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    (d / n).sqrt()
+}
+
+fn probe_ids(vocab: u32) -> Tensor {
+    let ids: Vec<u32> = (0..24u32).map(|i| (i * 37 + 5) % vocab).collect();
+    Tensor::from_vec(ids, (2, 12), &Device::Cpu).unwrap()
+}
+
+/// A model with hidden 256 so every matrix splits into q4_k's 256-wide blocks.
+fn wide_model() -> Model {
+    let tok = std::fs::read_to_string(fixture("roberta-prelayernorm").join("tokenizer.json")).unwrap();
+    let mut cfg = ModelConfig::named("small", 320).unwrap();
+    cfg.num_hidden_layers = 2;
+    let mut store = WeightStore::default();
+    for (n, t) in init::fresh_tensors(&cfg, 7, 0.05).unwrap() {
+        store.insert(n, Stored::Dense(t));
+    }
+    Model::from_parts("wide", cfg, store, &tok).unwrap()
+}
+
+const BOUNDS: [(WeightDtype, f32); 4] =
+    [(WeightDtype::F32, 1e-6), (WeightDtype::F16, 2e-3), (WeightDtype::Q8_0, 4e-2), (WeightDtype::Q4K, 2e-1)];
+
+fn check_bounds(model: &Model, label: &str) {
+    let ids = probe_ids(model.config().vocab_size as u32);
+    let reference = model.encoder.forward(&ids).unwrap();
+    for (dtype, bound) in BOUNDS {
+        let bytes = to_gguf(model, dtype);
+        let q = Model::from_gguf_bytes(&bytes).unwrap();
+        assert_eq!(q.config(), model.config());
+        let err = rel_rms(&q.encoder.forward(&ids).unwrap(), &reference);
+        println!("{label} {dtype:?}: {} bytes, relative RMS logit error {err:.2e} (bound {bound:.1e})", bytes.len());
+        assert!(err <= bound, "{label} {dtype:?}: error {err} over bound {bound}");
+    }
+}
+
+#[test]
+fn quantized_logits_stay_within_bounds_on_the_fixture() {
+    check_bounds(&Model::load(&fixture("roberta-prelayernorm")).unwrap(), "fixture");
+    check_bounds(&Model::load(&fixture("bert")).unwrap(), "bert fixture");
+}
+
+#[test]
+fn q4k_is_really_used_and_bounded_when_rows_fit_its_blocks() {
+    let model = wide_model();
+    let q = Model::from_gguf_bytes(&to_gguf(&model, WeightDtype::Q4K)).unwrap();
+    assert!(q.info().dtype.starts_with("q4k"), "dtype summary {}", q.info().dtype);
+    check_bounds(&model, "wide");
+}
+
+#[test]
+fn gguf_carries_tokenizer_and_name() {
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let q = Model::from_gguf_bytes(&to_gguf(&model, WeightDtype::Q8_0)).unwrap();
+    assert_eq!(q.name, "roberta");
+    assert_eq!(q.codec.encode("The cat sat").unwrap(), model.codec.encode("The cat sat").unwrap());
+    let smaller = to_gguf(&model, WeightDtype::Q8_0).len();
+    assert!(smaller < to_gguf(&model, WeightDtype::F32).len());
+}
+
+fn load_err(bytes: &[u8]) -> String {
+    match Model::from_gguf_bytes(bytes) {
+        Ok(_) => panic!("damaged file loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn damaged_files_are_refused_with_a_clear_error() {
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let good = to_gguf(&model, WeightDtype::Q8_0);
+    // Truncated anywhere: in the tensor data, and inside the header.
+    for cut in [good.len() - 1, good.len() * 3 / 4, good.len() / 2, 200, 40, 3, 0] {
+        let e = load_err(&good[..cut]);
+        assert!(!e.is_empty(), "cut {cut}");
+    }
+    assert!(load_err(&good[..good.len() - 100]).contains("truncated"));
+    assert!(load_err(b"PK\x03\x04 not a gguf").contains("not a GGUF"));
+    // Flipping bytes across the header must never panic.
+    for i in (4..600).step_by(7) {
+        let mut b = good.clone();
+        b[i] ^= 0xA5;
+        let _ = Model::from_gguf_bytes(&b);
+    }
+}
+
+#[test]
+fn vocab_mismatch_between_model_and_tokenizer_is_refused() {
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let mut cfg = model.config().clone();
+    cfg.vocab_size = 300;
+    let mut tensors = gguf::sorted_dense(&model.store).unwrap();
+    for (n, t) in tensors.iter_mut() {
+        if n.contains("word_embeddings") || n == "lm_head.bias" {
+            *t = t.narrow(0, 0, 300).unwrap();
+        }
+    }
+    let mut c = Cursor::new(Vec::new());
+    gguf::write(&mut c, "bad", &cfg, model.codec.json(), &tensors, WeightDtype::F32).unwrap();
+    let e = load_err(&c.into_inner());
+    assert!(e.contains("tokenizer has 320 tokens") && e.contains("300"), "{e}");
+}

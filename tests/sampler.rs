@@ -1,0 +1,216 @@
+//! Invariants of the denoising loop, for every strategy, with a mock denoiser and with a real
+//! fixture model.
+
+mod common;
+
+use common::{fixture, Mock};
+use unmask::diffusion::{generate, Canvas, SampleOptions, Schedule, Step, Strategy};
+use unmask::Model;
+
+const MASK: u32 = 99;
+
+fn canvas(prompt: usize, gen: usize) -> Canvas {
+    let mut ids = vec![0u32];
+    ids.extend((0..prompt as u32).map(|i| 10 + i));
+    ids.extend(std::iter::repeat(MASK).take(gen));
+    ids.push(2);
+    let fixed = ids.iter().map(|&i| i != MASK).collect();
+    Canvas::new(ids, fixed, MASK).unwrap()
+}
+
+fn run(c: Canvas, opts: &SampleOptions) -> (Vec<Step>, Canvas) {
+    let mut steps = Vec::new();
+    let out = generate(&Mock { vocab: 100 }, c, &[0, 1, 2, MASK], opts, |s| {
+        steps.push(s.clone());
+        true
+    })
+    .unwrap();
+    assert!(!out.stopped);
+    (steps, out.canvas)
+}
+
+fn all_options() -> Vec<SampleOptions> {
+    let mut v = Vec::new();
+    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
+        for block_length in [None, Some(7)] {
+            for schedule in [Schedule::Linear, Schedule::Cosine] {
+                v.push(SampleOptions { strategy, block_length, schedule, steps: 10, seed: 5, ..Default::default() });
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn invariants_hold_for_every_strategy() {
+    for opts in all_options() {
+        let start = canvas(4, 24);
+        let (steps, end) = run(start.clone(), &opts);
+        assert!(!steps.is_empty() && steps.len() <= steps[0].total, "{opts:?}");
+        let mut prev = start.clone();
+        let mut prev_masked = start.masked().len();
+        for s in &steps {
+            // Fixed positions never change.
+            for i in 0..start.ids.len() {
+                if start.fixed[i] {
+                    assert_eq!(s.ids[i], start.ids[i]);
+                }
+            }
+            // Masks only go down, every step reveals at least one, and revealed tokens stay.
+            let masked = s.ids.iter().filter(|&&t| t == MASK).count();
+            assert_eq!(masked, s.masked);
+            assert!(masked < prev_masked, "{opts:?}");
+            assert_eq!(prev_masked - masked, s.revealed.len());
+            for i in 0..s.ids.len() {
+                if prev.ids[i] != MASK {
+                    assert_eq!(s.ids[i], prev.ids[i]);
+                }
+            }
+            for &p in &s.revealed {
+                assert_eq!(prev.ids[p], MASK);
+                assert!(![0, 1, 2, MASK].contains(&s.ids[p]), "banned id sampled");
+            }
+            assert!(s.confidence.iter().all(|c| *c > 0.0 && *c <= 1.0));
+            prev_masked = masked;
+            prev.ids = s.ids.clone();
+        }
+        assert!(steps.last().unwrap().done);
+        assert!(end.masked().is_empty());
+        if opts.strategy != Strategy::Threshold {
+            assert_eq!(steps.len(), 10, "{opts:?}");
+        }
+    }
+}
+
+#[test]
+fn the_linear_schedule_reveals_an_equal_share_each_step() {
+    let opts = SampleOptions { steps: 10, ..Default::default() };
+    let (steps, _) = run(canvas(3, 40), &opts);
+    let counts: Vec<usize> = steps.iter().map(|s| s.revealed.len()).collect();
+    assert_eq!(counts, vec![4; 10]);
+}
+
+#[test]
+fn blocks_fill_left_to_right() {
+    let opts = SampleOptions { steps: 8, block_length: Some(8), strategy: Strategy::Confidence, ..Default::default() };
+    let c = canvas(2, 32);
+    let masked = c.masked();
+    let (steps, _) = run(c, &opts);
+    // 4 blocks × 2 steps; step k only touches block k / 2.
+    assert_eq!(steps.len(), 8);
+    for (k, s) in steps.iter().enumerate() {
+        let block = &masked[(k / 2) * 8..(k / 2) * 8 + 8];
+        assert!(s.revealed.iter().all(|p| block.contains(p)), "step {k}");
+    }
+}
+
+#[test]
+fn same_seed_same_text_other_seed_other_text() {
+    for opts in all_options() {
+        let a = run(canvas(4, 24), &opts).1;
+        let b = run(canvas(4, 24), &opts).1;
+        assert_eq!(a, b, "{opts:?}");
+    }
+    let o1 = SampleOptions { seed: 1, ..Default::default() };
+    let o2 = SampleOptions { seed: 2, ..Default::default() };
+    assert_ne!(run(canvas(4, 24), &o1).1, run(canvas(4, 24), &o2).1);
+}
+
+#[test]
+fn the_callback_can_stop_generation() {
+    let mut seen = 0;
+    let out = generate(&Mock { vocab: 100 }, canvas(2, 20), &[MASK], &SampleOptions::default(), |_| {
+        seen += 1;
+        seen < 3
+    })
+    .unwrap();
+    assert!(out.stopped);
+    assert_eq!(out.steps, 3);
+    assert_eq!(seen, 3);
+    assert!(!out.canvas.masked().is_empty());
+}
+
+#[test]
+fn threshold_commits_everything_that_is_sure() {
+    // Threshold 0.01: every proposal qualifies, so one step finishes.
+    let opts = SampleOptions { strategy: Strategy::Threshold, threshold: 0.01, top_k: 1, ..Default::default() };
+    let (steps, end) = run(canvas(2, 20), &opts);
+    assert_eq!(steps.len(), 1);
+    assert!(end.masked().is_empty());
+}
+
+#[test]
+fn bad_options_are_errors() {
+    let cases = [
+        SampleOptions { steps: 0, ..Default::default() },
+        SampleOptions { steps: 30, ..Default::default() },
+        SampleOptions { temperature: 0.0, ..Default::default() },
+        SampleOptions { temperature: f32::NAN, ..Default::default() },
+        SampleOptions { top_p: 0.0, ..Default::default() },
+        SampleOptions { top_p: 1.5, ..Default::default() },
+        SampleOptions { threshold: 0.0, ..Default::default() },
+        SampleOptions { block_length: Some(0), ..Default::default() },
+    ];
+    for o in cases {
+        let r = generate(&Mock { vocab: 100 }, canvas(2, 20), &[MASK], &o, |_| true);
+        let e = r.expect_err(&format!("{o:?} accepted"));
+        assert!(matches!(e, unmask::Error::Options(_)), "{e}");
+    }
+}
+
+#[test]
+fn a_real_model_generates_and_infills() {
+    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
+    let max = model.config().max_sequence_len();
+    let start = Canvas::from_template(&model.codec, "The [MASK:3] sat on the [MASK].", max).unwrap();
+    assert_eq!(start.masked().len(), 4);
+    let opts = SampleOptions { steps: 4, strategy: Strategy::Confidence, candidates: 3, ..Default::default() };
+    let mut n = 0;
+    let out = generate(&model, start.clone(), &model.codec.banned_ids(), &opts, |s| {
+        n += 1;
+        assert_eq!(s.candidates.len(), s.revealed.len());
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 4);
+    for i in 0..start.ids.len() {
+        if start.fixed[i] {
+            assert_eq!(out.canvas.ids[i], start.ids[i]);
+        } else {
+            assert!(!model.codec.is_special(out.canvas.ids[i]));
+        }
+    }
+    let text = model.codec.render(&out.canvas.ids, "[MASK]");
+    assert!(text.starts_with("The") && text.contains(" sat on the"), "{text}");
+
+    // Editing in place: re-mask one generated token; only it may change.
+    let mut edit = out.canvas.clone();
+    let p = start.masked()[1];
+    edit.remask(&[p]).unwrap();
+    let again = generate(&model, edit, &model.codec.banned_ids(), &SampleOptions { steps: 1, seed: 9, ..Default::default() }, |_| true).unwrap();
+    for i in 0..start.ids.len() {
+        if i != p {
+            assert_eq!(again.canvas.ids[i], out.canvas.ids[i]);
+        }
+    }
+}
+
+#[test]
+fn prompts_are_checked_against_the_context() {
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let max = model.config().max_sequence_len();
+    assert!(Canvas::from_prompt(&model.codec, "", 8, max).is_err());
+    assert!(Canvas::from_prompt(&model.codec, "   ", 8, max).is_err());
+    assert!(Canvas::from_prompt(&model.codec, "The cat", 0, max).is_err());
+    let long = "the cat sat on the mat ".repeat(40);
+    let e = Canvas::from_prompt(&model.codec, &long, 8, max).unwrap_err().to_string();
+    assert!(e.contains("context"), "{e}");
+    assert!(Canvas::from_prompt(&model.codec, "The cat", max, max).is_err());
+    let c = Canvas::from_prompt(&model.codec, "The cat", 10, max).unwrap();
+    assert_eq!(c.masked().len(), 10);
+    let mut c2 = c.clone();
+    let tok = model.codec.encode(" dog").unwrap();
+    c2.pin(c.masked()[3], &tok).unwrap();
+    assert_eq!(c2.masked().len(), 10 - tok.len());
+    assert!(c2.pin(0, &tok).is_err());
+}
