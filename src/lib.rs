@@ -11,3 +11,6 @@ pub mod model;
 
 pub use error::{Error, Result};
 pub use model::Model;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -13,5 +13,5 @@ pub mod schedule;
 pub mod template;
 
 pub use canvas::Canvas;
-pub use sampler::{generate, Denoiser, Outcome, SampleOptions, Step, Strategy};
+pub use sampler::{generate, Denoiser, Outcome, SampleOptions, Session, Step, Strategy};
 pub use schedule::Schedule;

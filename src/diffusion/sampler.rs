@@ -161,50 +161,97 @@ fn plan(masked: &[usize], steps: usize, block: Option<usize>) -> Vec<(Vec<usize>
         .collect()
 }
 
-/// Denoises `canvas` in place. `on_step` sees every step and returns `false` to stop.
-pub fn generate<D: Denoiser + ?Sized>(
-    model: &D,
-    mut canvas: Canvas,
-    banned: &[u32],
-    opts: &SampleOptions,
-    mut on_step: impl FnMut(&Step) -> bool,
-) -> Result<Outcome> {
-    let masked = canvas.masked();
-    opts.validate(masked.len())?;
-    let mut banned = banned.to_vec();
-    banned.sort_unstable();
-    let vocab = model.vocab_size();
-    let params = SamplingParams {
-        temperature: opts.temperature,
-        top_k: opts.top_k,
-        top_p: opts.top_p,
-        candidates: opts.candidates,
-    };
-    let mut rng = Rng::new(opts.seed);
-    let blocks = plan(&masked, opts.steps, opts.block_length);
-    let total: usize = blocks.iter().map(|b| b.1).sum();
-    let mut step = 0;
-    let mut left = masked.len();
-    for (block, block_steps) in blocks {
-        let m0 = block.len();
-        for i in 0..block_steps {
-            let open: Vec<usize> = block.iter().copied().filter(|&p| canvas.ids[p] == canvas.mask_id).collect();
-            if open.is_empty() {
-                break;
+/// A generation in progress: one call to [`Session::step`] is one denoising step. The JS
+/// facade drives this directly so it can yield (and be cancelled) between steps.
+pub struct Session {
+    canvas: Canvas,
+    banned: Vec<u32>,
+    opts: SampleOptions,
+    rng: Rng,
+    blocks: Vec<(Vec<usize>, usize)>,
+    block: usize,
+    step_in_block: usize,
+    step: usize,
+    total: usize,
+    left: usize,
+}
+
+impl Session {
+    pub fn new(canvas: Canvas, banned: &[u32], opts: &SampleOptions) -> Result<Self> {
+        let masked = canvas.masked();
+        opts.validate(masked.len())?;
+        let mut banned = banned.to_vec();
+        banned.sort_unstable();
+        let blocks = plan(&masked, opts.steps, opts.block_length);
+        let total = blocks.iter().map(|b| b.1).sum();
+        Ok(Self {
+            canvas,
+            banned,
+            opts: opts.clone(),
+            rng: Rng::new(opts.seed),
+            blocks,
+            block: 0,
+            step_in_block: 0,
+            step: 0,
+            total,
+            left: masked.len(),
+        })
+    }
+
+    pub fn canvas(&self) -> &Canvas {
+        &self.canvas
+    }
+
+    pub fn into_canvas(self) -> Canvas {
+        self.canvas
+    }
+
+    /// Steps planned (a threshold run may finish sooner).
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Runs one denoising step; `None` once the canvas is complete.
+    pub fn step<D: Denoiser + ?Sized>(&mut self, model: &D) -> Result<Option<Step>> {
+        let vocab = model.vocab_size();
+        let params = SamplingParams {
+            temperature: self.opts.temperature,
+            top_k: self.opts.top_k,
+            top_p: self.opts.top_p,
+            candidates: self.opts.candidates,
+        };
+        loop {
+            let Some((block, block_steps)) = self.blocks.get(self.block) else { return Ok(None) };
+            let open: Vec<usize> =
+                block.iter().copied().filter(|&p| self.canvas.ids[p] == self.canvas.mask_id).collect();
+            if open.is_empty() || self.step_in_block >= *block_steps {
+                self.block += 1;
+                self.step_in_block = 0;
+                continue;
             }
-            let logits = model.logits(&canvas.ids, &open)?;
+            let (m0, n, i) = (block.len(), *block_steps, self.step_in_block);
+            let logits = model.logits(&self.canvas.ids, &open)?;
             if logits.len() != open.len() * vocab {
                 return Err(Error::model("the model returned logits of the wrong size"));
             }
             let picks: Vec<Pick> =
-                logits.chunks(vocab).map(|row| pick(row, &banned, &params, &mut rng)).collect();
-            let target = m0 - opts.schedule.remaining_after(m0, i, block_steps);
+                logits.chunks(vocab).map(|row| pick(row, &self.banned, &params, &mut self.rng)).collect();
+            let target = m0 - self.opts.schedule.remaining_after(m0, i, n);
             let done_in_block = m0 - open.len();
-            let share = target.saturating_sub(done_in_block).clamp(1, open.len());
-            let chosen = choose(opts, &picks, share, &mut rng);
+            // The last step of a block commits everything left in it.
+            let share = if i + 1 == n { open.len() } else { target.saturating_sub(done_in_block).clamp(1, open.len()) };
+            let chosen = choose(&self.opts, &picks, share, &mut self.rng);
             let mut s = Step {
-                step: step + 1,
-                total,
+                step: self.step + 1,
+                total: self.total,
                 ids: Vec::new(),
                 revealed: Vec::with_capacity(chosen.len()),
                 confidence: Vec::with_capacity(chosen.len()),
@@ -213,24 +260,41 @@ pub fn generate<D: Denoiser + ?Sized>(
                 done: false,
             };
             for j in chosen {
-                canvas.ids[open[j]] = picks[j].token;
+                self.canvas.ids[open[j]] = picks[j].token;
                 s.revealed.push(open[j]);
                 s.confidence.push(picks[j].confidence);
-                if opts.candidates > 0 {
+                if self.opts.candidates > 0 {
                     s.candidates.push(picks[j].candidates.clone());
                 }
             }
-            left -= s.revealed.len();
-            step += 1;
-            s.masked = left;
-            s.done = left == 0;
-            s.ids = canvas.ids.clone();
-            if !on_step(&s) && !s.done {
-                return Ok(Outcome { canvas, steps: step, stopped: true });
-            }
+            self.left -= s.revealed.len();
+            self.step += 1;
+            self.step_in_block += 1;
+            s.masked = self.left;
+            s.done = self.left == 0;
+            s.ids = self.canvas.ids.clone();
+            return Ok(Some(s));
         }
     }
-    Ok(Outcome { canvas, steps: step, stopped: false })
+}
+
+/// Denoises `canvas` to the end. `on_step` sees every step and returns `false` to stop.
+pub fn generate<D: Denoiser + ?Sized>(
+    model: &D,
+    canvas: Canvas,
+    banned: &[u32],
+    opts: &SampleOptions,
+    mut on_step: impl FnMut(&Step) -> bool,
+) -> Result<Outcome> {
+    let mut session = Session::new(canvas, banned, opts)?;
+    while let Some(s) = session.step(model)? {
+        if !on_step(&s) && !s.done {
+            let steps = session.steps_done();
+            return Ok(Outcome { canvas: session.into_canvas(), steps, stopped: true });
+        }
+    }
+    let steps = session.steps_done();
+    Ok(Outcome { canvas: session.into_canvas(), steps, stopped: false })
 }
 
 /// Indices into `picks` to commit this step, sorted by position.

@@ -300,6 +300,9 @@ impl Encoder {
 
     /// Logits `[positions.len(), vocab]` for selected positions of one sequence.
     pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Tensor> {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+            return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", self.config.vocab_size)));
+        }
         let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let hidden = self.hidden(&t)?.squeeze(0)?;
         if positions.iter().any(|&p| p >= ids.len()) {

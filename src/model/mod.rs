@@ -27,6 +27,7 @@ pub struct Model {
 
 /// What a UI shows on a model card.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     pub name: String,
     pub model_type: String,

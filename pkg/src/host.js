@@ -1,0 +1,79 @@
+// The engine host: owns the wasm module and one model, and answers operations by name.
+// It runs inside the Worker (browsers, default) or inline (Node, or `worker: false`).
+import init, { Engine } from '../dist/unmask.js';
+
+let ready;
+
+/** Instantiates the wasm module once per realm. `wasm` may be bytes, a URL or undefined. */
+async function initWasm(wasm) {
+  if (!ready) {
+    ready = (async () => {
+      let source = wasm;
+      if (source === undefined && typeof process !== 'undefined' && process.versions?.node) {
+        // Node: read the file next to the glue instead of fetching a file:// URL.
+        const { readFile } = await import('node:fs/promises');
+        source = await readFile(new URL('../dist/unmask_bg.wasm', import.meta.url));
+      }
+      await init(source === undefined ? undefined : { module_or_path: source });
+    })();
+    ready.catch(() => { ready = undefined; });
+  }
+  return ready;
+}
+
+function plain(e) {
+  return { name: e?.name || 'Error', message: e?.message || String(e) };
+}
+
+export class Host {
+  constructor() {
+    this.engine = null;
+    this.broken = null;
+  }
+
+  async call(op, args) {
+    if (this.broken) throw { name: 'InternalError', message: this.broken };
+    try {
+      return await this.dispatch(op, args);
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) {
+        // A trap leaves the module's memory in an unknown state: refuse further calls.
+        this.broken = `internal engine fault (${e.message}); the instance is no longer usable`;
+        this.engine = null;
+        throw { name: 'InternalError', message: this.broken };
+      }
+      throw plain(e);
+    }
+  }
+
+  async dispatch(op, a) {
+    switch (op) {
+      case 'load': {
+        await initWasm(a.wasm);
+        const engine = new Engine(a.bytes);
+        this.engine?.free();
+        this.engine = engine;
+        return { info: engine.info() };
+      }
+      case 'dispose':
+        this.engine?.free();
+        this.engine = null;
+        return null;
+    }
+    if (!this.engine) throw { name: 'DisposedError', message: 'no model is loaded' };
+    switch (op) {
+      case 'begin': return this.engine.begin(a);
+      case 'step': {
+        const t0 = performance.now();
+        const s = this.engine.step();
+        if (s) s.ms = performance.now() - t0;
+        return s;
+      }
+      case 'cancel': this.engine.cancel(); return null;
+      case 'encode': return Array.from(this.engine.encode(a.text));
+      case 'render': return this.engine.render(Uint32Array.from(a.ids), a.mask);
+      case 'export': return this.engine.exportGguf(a.dtype);
+      default: throw { name: 'OptionsError', message: `unknown operation ${op}` };
+    }
+  }
+}

@@ -1,0 +1,126 @@
+export type Device = 'auto' | 'wasm' | 'webgpu';
+export type Strategy = 'random' | 'confidence' | 'threshold';
+export type Schedule = 'linear' | 'cosine';
+
+export interface Progress {
+  phase: 'fetch' | 'cache' | 'compile' | 'ready';
+  loaded: number;
+  total: number;
+}
+
+export interface LoadOptions {
+  device?: Device;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  /** Keep fetched models in the Cache API (default true where available). */
+  cache?: boolean;
+  /** Run in a module Worker (default: true in browsers, false in Node). */
+  worker?: boolean;
+  workerUrl?: string | URL;
+  /** The wasm binary, when it is not next to the package's glue code. */
+  wasm?: Uint8Array | URL | string;
+}
+
+export interface ModelInfo {
+  name: string;
+  modelType: string;
+  parameters: number;
+  dtype: string;
+  weightBytes: number;
+  vocabSize: number;
+  hiddenSize: number;
+  layers: number;
+  heads: number;
+  maxSequenceLen: number;
+}
+
+export interface SamplingOptions {
+  steps?: number;
+  strategy?: Strategy;
+  schedule?: Schedule;
+  threshold?: number;
+  blockLength?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Top candidates reported per revealed token (0–64). */
+  candidates?: number;
+  signal?: AbortSignal;
+}
+
+export interface Pin {
+  /** Index among the masked positions. */
+  position: number;
+  text: string;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  length?: number;
+  pins?: Pin[];
+}
+
+export interface InfillOptions extends SamplingOptions {
+  pins?: Pin[];
+}
+
+export interface Candidate {
+  id: number;
+  piece: string;
+  p: number;
+}
+
+export interface CanvasState {
+  ids: Int32Array;
+  fixed: boolean[];
+  pieces: string[];
+  total: number;
+  masked: number;
+}
+
+export interface DenoiseStep {
+  step: number;
+  total: number;
+  ids: Int32Array;
+  fixed: boolean[];
+  pieces: string[];
+  revealed: Int32Array;
+  confidence: Float32Array;
+  candidates: Candidate[][];
+  masked: number;
+  ms: number;
+  done: boolean;
+}
+
+export interface StepStream extends AsyncGenerator<DenoiseStep, void, undefined> {
+  /** The starting canvas (prompt kept, masks to fill). */
+  canvas: Promise<CanvasState>;
+}
+
+export class DiffusionLM {
+  static load(source: string | URL | Uint8Array | ArrayBuffer | Blob, opts?: LoadOptions): Promise<DiffusionLM>;
+  static cache: { clear(): Promise<void> };
+  readonly device: 'wasm' | 'webgpu';
+  readonly fallbackReason: string | null;
+  readonly info: ModelInfo;
+  generate(prompt: string, opts?: GenerateOptions): StepStream;
+  infill(template: string, opts?: InfillOptions): StepStream;
+  edit(canvas: { ids: ArrayLike<number>; fixed: ArrayLike<boolean> }, positions: ArrayLike<number>, opts?: SamplingOptions): StepStream;
+  generateText(prompt: string, opts?: GenerateOptions): Promise<string>;
+  render(ids: ArrayLike<number>, mask?: string): Promise<string>;
+  export(dtype?: 'f32' | 'f16' | 'q8_0' | 'q4_k'): Promise<Uint8Array>;
+  dispose(): Promise<void>;
+}
+
+export class UnmaskError extends Error {}
+export class OptionsError extends UnmaskError {}
+export class ModelError extends UnmaskError {}
+export class TokenizerError extends UnmaskError {}
+export class InputError extends UnmaskError {}
+export class TrainingError extends UnmaskError {}
+export class FetchError extends UnmaskError {}
+export class DeviceError extends UnmaskError {}
+export class AbortError extends UnmaskError {}
+export class DisposedError extends UnmaskError {}
+export class BusyError extends UnmaskError {}
+export class InternalError extends UnmaskError {}

@@ -1,0 +1,307 @@
+// Unmask: text diffusion with BERT/RoBERTa-family models, in a Web Worker or inline.
+import {
+  AbortError, BusyError, DeviceError, DisposedError, FetchError, InternalError, OptionsError,
+  UnmaskError, toTypedError,
+} from './errors.js';
+import { samplingOptions } from './options.js';
+import { readSource, clearCache } from './source.js';
+
+export * from './errors.js';
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+/** Calls the host in this thread. */
+class InlineTransport {
+  async init() {
+    const { Host } = await import('./host.js');
+    this.host = new Host();
+  }
+  async call(op, args) {
+    try {
+      return await this.host.call(op, args);
+    } catch (e) {
+      throw toTypedError(e);
+    }
+  }
+  terminate() { this.host = null; }
+}
+
+/** Calls a host in a module Worker; one message round trip per operation. */
+class WorkerTransport {
+  constructor(url) {
+    this.worker = new Worker(url || new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.pending = new Map();
+    this.next = 1;
+    this.worker.onmessage = (ev) => {
+      const { id, ok, value, error } = ev.data;
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      if (ok) p.resolve(value); else p.reject(toTypedError(error));
+    };
+    this.worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.fail(new InternalError(`the worker failed: ${ev.message || 'unknown error'}`));
+    };
+  }
+  async init() {}
+  fail(err) {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+  call(op, args, transfer = []) {
+    return new Promise((resolve, reject) => {
+      const id = this.next++;
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+  terminate() {
+    this.worker.terminate();
+    this.fail(new DisposedError('the model was disposed'));
+  }
+}
+
+/** A FIFO mutex: concurrent calls on one instance run one after another. */
+class Lock {
+  constructor() { this.tail = Promise.resolve(); }
+  acquire() {
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const ready = this.tail.then(() => release);
+    this.tail = this.tail.then(() => held);
+    return ready;
+  }
+}
+
+function pickDevice(requested) {
+  if (!['auto', 'wasm', 'webgpu'].includes(requested)) {
+    throw new OptionsError(`device must be 'auto', 'wasm' or 'webgpu', got ${JSON.stringify(requested)}`);
+  }
+  const hasGpu = typeof navigator !== 'undefined' && !!navigator.gpu;
+  const why = hasGpu ? 'this build has no WebGPU kernels yet' : 'navigator.gpu is not available';
+  if (requested === 'webgpu') throw new DeviceError(`WebGPU was requested but ${why}`);
+  return { device: 'wasm', fallbackReason: requested === 'auto' ? why : null };
+}
+
+export class DiffusionLM {
+  /** @private */
+  constructor(transport, info, device, fallbackReason) {
+    this._t = transport;
+    this._lock = new Lock();
+    this._disposed = false;
+    this.info = info;
+    this.device = device;
+    this.fallbackReason = fallbackReason;
+  }
+
+  /**
+   * Loads a GGUF model from a URL, a path (Node), bytes, a Blob or a File.
+   * Progress: `{phase: 'fetch'|'cache'|'compile'|'ready', loaded, total}`.
+   */
+  static async load(source, opts = {}) {
+    const known = new Set(['device', 'onProgress', 'signal', 'cache', 'worker', 'workerUrl', 'wasm']);
+    for (const k of Object.keys(opts)) if (!known.has(k)) throw new OptionsError(`unknown option \`${k}\``);
+    if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
+      throw new OptionsError('onProgress must be a function');
+    }
+    const { device, fallbackReason } = pickDevice(opts.device ?? 'auto');
+    const progress = opts.onProgress || (() => {});
+    const signal = opts.signal;
+    const bytes = await readSource(source, { progress, signal, cache: opts.cache !== false });
+    if (signal?.aborted) throw new AbortError('loading was aborted');
+    const useWorker = opts.worker ?? (!isNode && typeof Worker !== 'undefined');
+    const transport = useWorker ? new WorkerTransport(opts.workerUrl) : new InlineTransport();
+    progress({ phase: 'compile', loaded: 0, total: 1 });
+    try {
+      await transport.init();
+      const { info } = await transport.call('load', { bytes, wasm: opts.wasm }, useWorker ? [bytes.buffer] : []);
+      progress({ phase: 'compile', loaded: 1, total: 1 });
+      progress({ phase: 'ready', loaded: 1, total: 1 });
+      return new DiffusionLM(transport, info, device, fallbackReason);
+    } catch (e) {
+      transport.terminate();
+      throw toTypedError(e);
+    }
+  }
+
+  _alive() {
+    if (this._disposed) throw new DisposedError('this model was disposed');
+  }
+
+  /**
+   * Denoising steps for `prompt` followed by `length` masks. Returns an async iterable of
+   * steps; `.canvas` resolves to the starting canvas. Breaking out of the loop, or aborting
+   * `signal`, stops between steps.
+   */
+  generate(prompt, opts = {}) {
+    if (typeof prompt !== 'string') throw new OptionsError('prompt must be a string');
+    const o = samplingOptions(opts);
+    return this._run({ prompt, length: o.length ?? 32, pins: o.pins ?? [], options: o.options }, o.signal);
+  }
+
+  /** Fills the `[MASK]` / `[MASK:n]` spans of a template, e.g. `The [MASK:2] sat on the [MASK].` */
+  infill(template, opts = {}) {
+    if (typeof template !== 'string') throw new OptionsError('template must be a string');
+    const o = samplingOptions(opts);
+    if (o.length !== undefined) throw new OptionsError('length does not apply to infill: write [MASK:n] spans');
+    return this._run({ template, pins: o.pins ?? [], options: o.options }, o.signal);
+  }
+
+  /**
+   * Edits a finished canvas in place: re-masks `positions` and regenerates only those.
+   * `canvas` is `{ids, fixed}` as found on a step (`step.ids`) and on `.canvas`.
+   */
+  edit(canvas, positions, opts = {}) {
+    if (!canvas || !canvas.ids || !canvas.fixed) throw new OptionsError('canvas must be {ids, fixed}');
+    if (!Array.isArray(positions) && !ArrayBuffer.isView(positions)) throw new OptionsError('positions must be an array');
+    const o = samplingOptions(opts);
+    const request = {
+      canvas: { ids: Array.from(canvas.ids), fixed: Array.from(canvas.fixed, Boolean) },
+      remask: Array.from(positions),
+      options: o.options,
+    };
+    return this._run(request, o.signal);
+  }
+
+  /** The final text of a generation. */
+  async generateText(prompt, opts = {}) {
+    let last;
+    const it = this.generate(prompt, opts);
+    for await (const s of it) last = s;
+    const c = await it.canvas;
+    return this._t.call('render', { ids: Array.from(last ? last.ids : c.ids), mask: '[MASK]' });
+  }
+
+  /** Text for people from ids (special tokens dropped, masks as `mask`). */
+  async render(ids, mask = '[MASK]') {
+    this._alive();
+    return this._t.call('render', { ids: Array.from(ids), mask });
+  }
+
+  /** The model as GGUF bytes. */
+  async export(dtype = 'q8_0') {
+    this._alive();
+    const release = await this._lock.acquire();
+    try {
+      return await this._t.call('export', { dtype });
+    } finally {
+      release();
+    }
+  }
+
+  async dispose() {
+    if (this._disposed) return;
+    this._disposed = true;
+    try { await this._t.call('dispose', {}); } catch { /* already gone */ }
+    this._t.terminate();
+  }
+
+  _run(request, signal) {
+    return new StepStream(this, request, signal);
+  }
+}
+
+/**
+ * The steps of one generation, as an async iterator. It takes the instance's lock when it
+ * starts (first `next()` or reading `canvas`) and gives it back when it ends, is broken out
+ * of, fails, or is aborted.
+ */
+class StepStream {
+  constructor(lm, request, signal) {
+    this._lm = lm;
+    this._request = request;
+    this._signal = signal;
+    this._started = null;
+    this._finished = false;
+    this._release = null;
+  }
+
+  [Symbol.asyncIterator]() { return this; }
+
+  /** The starting canvas: `{ids, fixed, pieces, total, masked}`. */
+  get canvas() { return this._start(); }
+
+  _aborted() {
+    if (this._signal?.aborted) throw new AbortError('generation was aborted');
+  }
+
+  _start() {
+    if (!this._started) {
+      this._started = (async () => {
+        const lm = this._lm;
+        lm._alive();
+        this._release = await lm._lock.acquire();
+        try {
+          lm._alive();
+          this._aborted();
+          const c = await lm._t.call('begin', this._request);
+          this._fixed = c.fixed;
+          this._pieces = c.pieces.slice();
+          return { ids: Int32Array.from(c.ids), fixed: c.fixed, pieces: c.pieces, total: c.total, masked: c.masked };
+        } catch (e) {
+          await this._close(false);
+          throw toTypedError(e);
+        }
+      })();
+    }
+    return this._started;
+  }
+
+  async next() {
+    if (this._finished) return { done: true, value: undefined };
+    try {
+      await this._start();
+      this._aborted();
+      const s = await this._lm._t.call('step', {});
+      if (!s) {
+        await this._close(false);
+        return { done: true, value: undefined };
+      }
+      s.revealed.forEach((p, i) => { this._pieces[p] = s.revealedPieces[i]; });
+      if (s.done) await this._close(false);
+      const value = {
+        step: s.step,
+        total: s.total,
+        ids: Int32Array.from(s.ids),
+        fixed: this._fixed,
+        pieces: this._pieces.slice(),
+        revealed: Int32Array.from(s.revealed),
+        confidence: Float32Array.from(s.confidence),
+        candidates: s.candidates,
+        masked: s.masked,
+        ms: s.ms,
+        done: s.done,
+      };
+      return { done: false, value };
+    } catch (e) {
+      await this._close(true);
+      throw toTypedError(e);
+    }
+  }
+
+  async return() {
+    await this._close(true);
+    return { done: true, value: undefined };
+  }
+
+  async throw(e) {
+    await this._close(true);
+    throw e;
+  }
+
+  async _close(cancel) {
+    if (this._finished) return;
+    this._finished = true;
+    if (cancel && this._release && !this._lm._disposed) {
+      try { await this._lm._t.call('cancel', {}); } catch { /* the engine is gone */ }
+    }
+    const r = this._release;
+    this._release = null;
+    r?.();
+  }
+}
+
+DiffusionLM.cache = { clear: clearCache };
+
+export { UnmaskError, BusyError, FetchError };

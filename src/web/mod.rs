@@ -1,0 +1,218 @@
+//! The wasm-bindgen surface: thin. It converts types, turns every error into a JS `Error`
+//! whose `name` says its kind, and never lets a Rust panic be the way a bad input is reported.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::diffusion::{Canvas, SampleOptions, Session};
+use crate::error::Error;
+use crate::model::gguf::WeightDtype;
+use crate::Model;
+
+/// A JS `Error` with `name` set to the error's kind (`OptionsError`, `ModelError`, ...).
+fn js_err(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name(e.kind());
+    err.into()
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
+    let ser = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    v.serialize(&ser).map_err(|e| js_err(Error::input(e.to_string())))
+}
+
+fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> Result<T, JsValue> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| js_err(Error::options(format!("{what}: {e}"))))
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Pin {
+    position: usize,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CanvasIn {
+    ids: Vec<u32>,
+    fixed: Vec<bool>,
+}
+
+/// What `Engine::begin` accepts: exactly one of `prompt`, `template`, `canvas`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BeginRequest {
+    prompt: Option<String>,
+    template: Option<String>,
+    canvas: Option<CanvasIn>,
+    length: Option<usize>,
+    #[serde(default)]
+    pins: Vec<Pin>,
+    /// Positions to re-mask in `canvas` (edit in place).
+    #[serde(default)]
+    remask: Vec<usize>,
+    #[serde(default)]
+    options: SampleOptions,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CanvasOut {
+    ids: Vec<u32>,
+    fixed: Vec<bool>,
+    pieces: Vec<String>,
+    total: usize,
+    masked: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    id: u32,
+    piece: String,
+    p: f32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepOut {
+    step: usize,
+    total: usize,
+    ids: Vec<u32>,
+    revealed: Vec<usize>,
+    revealed_pieces: Vec<String>,
+    confidence: Vec<f32>,
+    candidates: Vec<Vec<Candidate>>,
+    masked: usize,
+    done: bool,
+}
+
+#[wasm_bindgen]
+pub struct Engine {
+    model: Model,
+    session: Option<Session>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a GGUF file written by `unmask convert`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: &[u8]) -> Result<Engine, JsValue> {
+        let model = Model::from_gguf_bytes(bytes).map_err(js_err)?;
+        Ok(Engine { model, session: None })
+    }
+
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.model.info())
+    }
+
+    /// Starts a generation; returns the initial canvas.
+    pub fn begin(&mut self, request: JsValue) -> Result<JsValue, JsValue> {
+        self.session = None;
+        let req: BeginRequest = from_js(request, "generation request")?;
+        let codec = &self.model.codec;
+        let max = self.model.config().max_sequence_len();
+        let mut canvas = match (req.prompt, req.template, req.canvas) {
+            (Some(p), None, None) => Canvas::from_prompt(codec, &p, req.length.unwrap_or(32), max),
+            (None, Some(t), None) => Canvas::from_template(codec, &t, max),
+            (None, None, Some(c)) => {
+                if c.ids.len() > max {
+                    return Err(js_err(Error::input(format!("canvas of {} tokens exceeds the context of {max}", c.ids.len()))));
+                }
+                Canvas::new(c.ids, c.fixed, codec.mask_id)
+            }
+            _ => Err(Error::input("give exactly one of prompt, template or canvas")),
+        }
+        .map_err(js_err)?;
+        canvas.remask(&req.remask).map_err(js_err)?;
+        for pin in &req.pins {
+            let ids = codec.encode(&pin.text).map_err(js_err)?;
+            let masked = canvas.masked();
+            let at = *masked.get(pin.position).ok_or_else(|| {
+                js_err(Error::input(format!("pin position {} is outside the {} masked tokens", pin.position, masked.len())))
+            })?;
+            canvas.pin(at, &ids).map_err(js_err)?;
+        }
+        let session = Session::new(canvas, &codec.banned_ids(), &req.options).map_err(js_err)?;
+        let c = session.canvas();
+        let out = CanvasOut {
+            ids: c.ids.clone(),
+            fixed: c.fixed.clone(),
+            pieces: c.ids.iter().map(|&i| codec.piece(i)).collect(),
+            total: session.total(),
+            masked: c.masked().len(),
+        };
+        self.session = Some(session);
+        to_js(&out)
+    }
+
+    /// Runs one denoising step; returns `null` when the canvas is complete or no generation
+    /// is running.
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        let Some(session) = self.session.as_mut() else { return Ok(JsValue::NULL) };
+        let step = match session.step(&self.model) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.session = None;
+                return Ok(JsValue::NULL);
+            }
+            Err(e) => {
+                self.session = None;
+                return Err(js_err(e));
+            }
+        };
+        let codec = &self.model.codec;
+        let out = StepOut {
+            step: step.step,
+            total: step.total,
+            revealed_pieces: step.revealed.iter().map(|&p| codec.piece(step.ids[p])).collect(),
+            candidates: step
+                .candidates
+                .iter()
+                .map(|cs| cs.iter().map(|&(id, p)| Candidate { id, piece: codec.piece(id), p }).collect())
+                .collect(),
+            ids: step.ids,
+            revealed: step.revealed,
+            confidence: step.confidence,
+            masked: step.masked,
+            done: step.done,
+        };
+        if out.done {
+            self.session = None;
+        }
+        to_js(&out)
+    }
+
+    /// Drops the running generation, if any.
+    pub fn cancel(&mut self) {
+        self.session = None;
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.model.codec.encode(text).map_err(js_err)
+    }
+
+    pub fn decode(&self, ids: Vec<u32>) -> String {
+        self.model.codec.decode(&ids)
+    }
+
+    /// Text for people: special tokens dropped, masks drawn as `mask`.
+    pub fn render(&self, ids: Vec<u32>, mask: &str) -> String {
+        self.model.codec.render(&ids, mask)
+    }
+
+    /// The model as a GGUF file (`f32`, `f16`, `q8_0`, `q4_k`).
+    #[wasm_bindgen(js_name = exportGguf)]
+    pub fn export_gguf(&self, dtype: &str) -> Result<Vec<u8>, JsValue> {
+        let dtype: WeightDtype = dtype.parse().map_err(js_err)?;
+        let mut c = std::io::Cursor::new(Vec::new());
+        self.model.write_gguf(&mut c, dtype).map_err(js_err)?;
+        Ok(c.into_inner())
+    }
+}

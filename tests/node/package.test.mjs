@@ -1,0 +1,171 @@
+// The npm package in Node 20: load, stream steps, infill, edit, abort, concurrency, and typed
+// errors for bad input. Needs pkg/dist (scripts/build-wasm) and target/models/fixture.gguf.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+import {
+  DiffusionLM, AbortError, DeviceError, DisposedError, FetchError, InputError, ModelError,
+  OptionsError, UnmaskError,
+} from '../../pkg/src/index.js';
+
+const MODEL = fileURLToPath(new URL('../../target/models/fixture.gguf', import.meta.url));
+const bytes = await readFile(MODEL);
+const lm = await DiffusionLM.load(MODEL);
+
+async function collect(stream) {
+  const steps = [];
+  for await (const s of stream) steps.push(s);
+  return steps;
+}
+
+function checkInvariants(start, steps, n) {
+  assert.equal(steps.length, n);
+  let prevMasked = start.masked;
+  let prev = start.ids;
+  for (const s of steps) {
+    assert.equal(s.ids.length, start.ids.length);
+    assert.equal(s.pieces.length, start.ids.length);
+    assert.ok(s.masked < prevMasked, 'masks decrease every step');
+    assert.equal(prevMasked - s.masked, s.revealed.length);
+    assert.equal(s.confidence.length, s.revealed.length);
+    for (let i = 0; i < s.ids.length; i++) {
+      if (start.fixed[i]) assert.equal(s.ids[i], start.ids[i], 'fixed positions never change');
+      if (prev[i] !== start.ids[i] || start.fixed[i]) assert.equal(s.ids[i], prev[i], 'revealed tokens stay');
+    }
+    assert.ok(s.ms >= 0);
+    prevMasked = s.masked;
+    prev = s.ids;
+  }
+  assert.equal(steps.at(-1).masked, 0);
+  assert.ok(steps.at(-1).done);
+}
+
+test('load reports progress, info and the device', async () => {
+  const events = [];
+  const m = await DiffusionLM.load(bytes, { onProgress: (p) => events.push(p) });
+  assert.deepEqual(events.map((e) => e.phase), ['fetch', 'compile', 'compile', 'ready']);
+  assert.equal(events[0].total, bytes.byteLength);
+  assert.equal(m.info.modelType, 'roberta-prelayernorm');
+  assert.ok(m.info.parameters > 10000);
+  assert.equal(m.device, 'wasm');
+  assert.match(m.fallbackReason, /gpu/i);
+  await m.dispose();
+});
+
+test('generate streams every step with the invariants', async () => {
+  const stream = lm.generate('The cat', { length: 12, steps: 6, seed: 4, candidates: 3 });
+  const start = await stream.canvas;
+  assert.equal(start.masked, 12);
+  const steps = await collect(stream);
+  checkInvariants(start, steps, 6);
+  assert.equal(steps[0].candidates.length, steps[0].revealed.length);
+  assert.ok(steps[0].candidates[0].length <= 3 && typeof steps[0].candidates[0][0].piece === 'string');
+});
+
+test('every strategy and blocks work; the same seed gives the same text', async () => {
+  for (const strategy of ['random', 'confidence', 'threshold']) {
+    for (const blockLength of [undefined, 4]) {
+      const opts = { length: 16, steps: 8, seed: 11, strategy, blockLength };
+      const a = await collect(lm.generate('A boat', opts));
+      const b = await collect(lm.generate('A boat', opts));
+      assert.deepEqual(Array.from(a.at(-1).ids), Array.from(b.at(-1).ids));
+      assert.equal(a.at(-1).masked, 0);
+    }
+  }
+  const x = await lm.generateText('A boat', { length: 16, seed: 1 });
+  const y = await lm.generateText('A boat', { length: 16, seed: 2 });
+  assert.notEqual(x, y);
+  assert.ok(x.startsWith('A boat'));
+});
+
+test('infill keeps the template text and fills every span', async () => {
+  const stream = lm.infill('The [MASK:3] sat on the [MASK].', { steps: 4, seed: 3 });
+  const start = await stream.canvas;
+  assert.equal(start.masked, 4);
+  const steps = await collect(stream);
+  checkInvariants(start, steps, 4);
+  const text = await lm.render(steps.at(-1).ids);
+  assert.match(text, /^The.* sat on the/);
+  assert.ok(!text.includes('[MASK]'));
+});
+
+test('edit re-masks chosen positions and changes only those', async () => {
+  const first = await collect(lm.generate('The cat', { length: 10, steps: 5, seed: 1 }));
+  const final = first.at(-1);
+  const target = final.fixed.findIndex((f) => !f) + 2;
+  const steps = await collect(lm.edit(final, [target], { steps: 1, seed: 99 }));
+  assert.equal(steps.length, 1);
+  assert.deepEqual(Array.from(steps[0].revealed), [target]);
+  for (let i = 0; i < final.ids.length; i++) if (i !== target) assert.equal(steps[0].ids[i], final.ids[i]);
+});
+
+test('pins place words among the masks', async () => {
+  const stream = lm.generate('The cat', { length: 8, steps: 4, pins: [{ position: 2, text: ' dog' }] });
+  const start = await stream.canvas;
+  const steps = await collect(stream);
+  assert.ok(start.masked < 8);
+  assert.match(await lm.render(steps.at(-1).ids), /dog/);
+});
+
+test('abort stops between steps and the instance stays usable', async () => {
+  const ctl = new AbortController();
+  const seen = [];
+  await assert.rejects(async () => {
+    for await (const s of lm.generate('The cat', { length: 20, steps: 10, signal: ctl.signal })) {
+      seen.push(s.step);
+      if (s.step === 3) ctl.abort();
+    }
+  }, AbortError);
+  assert.deepEqual(seen, [1, 2, 3]);
+  // Breaking out of the loop also ends the run.
+  for await (const s of lm.generate('The cat', { length: 20, steps: 10 })) if (s.step === 2) break;
+  const after = await collect(lm.generate('The cat', { length: 8, steps: 4 }));
+  assert.equal(after.length, 4);
+});
+
+test('concurrent generations queue and do not corrupt each other', async () => {
+  const opts = (seed) => ({ length: 12, steps: 6, seed });
+  const alone1 = (await collect(lm.generate('The cat', opts(1)))).at(-1).ids;
+  const alone2 = (await collect(lm.generate('A boat', opts(2)))).at(-1).ids;
+  const [c1, c2] = await Promise.all([collect(lm.generate('The cat', opts(1))), collect(lm.generate('A boat', opts(2)))]);
+  assert.deepEqual(Array.from(c1.at(-1).ids), Array.from(alone1));
+  assert.deepEqual(Array.from(c2.at(-1).ids), Array.from(alone2));
+});
+
+test('export gives a GGUF that loads', async () => {
+  const out = await lm.export('f16');
+  assert.ok(out instanceof Uint8Array && out.byteLength > 1000);
+  const m = await DiffusionLM.load(out);
+  assert.equal(m.info.hiddenSize, lm.info.hiddenSize);
+  await m.dispose();
+});
+
+test('bad input gives typed errors', async () => {
+  const rejects = (fn, Cls, re) => assert.rejects(fn, (e) => e instanceof Cls && e instanceof UnmaskError && re.test(e.message));
+  await rejects(() => DiffusionLM.load(new Uint8Array([1, 2, 3, 4, 5])), ModelError, /not a GGUF/);
+  await rejects(() => DiffusionLM.load(bytes.subarray(0, bytes.byteLength >> 1)), ModelError, /truncated/);
+  await rejects(() => DiffusionLM.load('/nonexistent/model.gguf'), FetchError, /cannot read/);
+  await rejects(() => DiffusionLM.load(bytes, { device: 'webgpu' }), DeviceError, /WebGPU/);
+  await rejects(() => DiffusionLM.load(bytes, { device: 'tpu' }), OptionsError, /device/);
+  await rejects(() => DiffusionLM.load(42), OptionsError, /source/);
+  assert.throws(() => lm.generate('x', { topP: 2 }), OptionsError);
+  assert.throws(() => lm.generate('x', { steps: 'ten' }), OptionsError);
+  assert.throws(() => lm.generate('x', { temperature: 0 }), OptionsError);
+  assert.throws(() => lm.generate('x', { strategy: 'best' }), OptionsError);
+  assert.throws(() => lm.generate('x', { colour: 'red' }), OptionsError);
+  assert.throws(() => lm.generate(42), OptionsError);
+  await rejects(() => collect(lm.generate('', {})), InputError, /empty/);
+  await rejects(() => collect(lm.generate('word '.repeat(100), {})), InputError, /context/);
+  await rejects(() => collect(lm.generate('x', { length: 4, steps: 5 })), OptionsError, /steps/);
+  await rejects(() => collect(lm.infill('no spans')), InputError, /MASK/);
+  await rejects(() => collect(lm.edit({ ids: [0, 1, 2], fixed: [true, true, true] }, [1])), InputError, /re-masked/);
+  await rejects(() => collect(lm.edit({ ids: [0, 99999, 2], fixed: [true, false, true] }, [])), UnmaskError, /./);
+  // Still usable after all of that.
+  assert.equal((await collect(lm.generate('The cat', { length: 6, steps: 3 }))).length, 3);
+  const m = await DiffusionLM.load(bytes);
+  await m.dispose();
+  await rejects(() => collect(m.generate('The cat')), DisposedError, /disposed/);
+  await rejects(() => m.export(), DisposedError, /disposed/);
+});
