@@ -73,6 +73,25 @@ export class Host {
       case 'encode': return Array.from(this.engine.encode(a.text));
       case 'render': return this.engine.render(Uint32Array.from(a.ids), a.mask);
       case 'export': return this.engine.exportGguf(a.dtype);
+      case 'trainBegin': return this.engine.trainBegin(a.corpus, a.request);
+      case 'trainStep': {
+        const t0 = performance.now();
+        const r = this.engine.trainStep();
+        r.ms = performance.now() - t0;
+        return r;
+      }
+      case 'trainEvaluate': return this.engine.trainEvaluate();
+      case 'trainAdopt': return this.engine.trainAdopt();
+      case 'trainEnd': this.engine.trainEnd(); return null;
+      case 'sample': {
+        // A whole generation in one call (samples shown while training).
+        this.engine.begin({ prompt: a.prompt, length: a.length, options: a.options });
+        let s;
+        let ids = null;
+        while ((s = this.engine.step())) { ids = s.ids; if (s.done) break; }
+        return ids ? this.engine.render(Uint32Array.from(ids), '[MASK]') : '';
+      }
+
       default: throw { name: 'OptionsError', message: `unknown operation ${op}` };
     }
   }

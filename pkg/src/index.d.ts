@@ -124,3 +124,47 @@ export class AbortError extends UnmaskError {}
 export class DisposedError extends UnmaskError {}
 export class BusyError extends UnmaskError {}
 export class InternalError extends UnmaskError {}
+
+export interface TrainOptions {
+  mode?: 'finetune' | 'scratch';
+  size?: 'tiny' | 'small';
+  /** Tokenizer vocabulary for `scratch`. */
+  vocab?: number;
+  steps?: number;
+  lr?: number;
+  batchSize?: number;
+  seqLen?: number;
+  schedule?: 'continuous' | `steps:${number}`;
+  maxPrefix?: number;
+  warmup?: number;
+  accumulate?: number;
+  seed?: number;
+  evalEvery?: number;
+  sampleEvery?: number;
+  samplePrompt?: string;
+  sampleLength?: number;
+  /** Generate with the trained weights once the run ends (default true). */
+  adopt?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface TrainStep {
+  step: number;
+  steps: number;
+  loss: number;
+  objective: number;
+  lr: number;
+  gradNorm: number;
+  ms: number;
+  tokensPerSec: number;
+  eval?: { elboPerplexity: number; loss: number; heldOut: boolean; tokens: number };
+  sample?: string;
+}
+
+export interface TrainStream extends AsyncIterableIterator<TrainStep> {
+  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean }>;
+}
+
+export interface DiffusionLM {
+  train(corpus: string, opts?: TrainOptions): TrainStream;
+}

@@ -3,7 +3,7 @@ import {
   AbortError, BusyError, DeviceError, DisposedError, FetchError, InternalError, OptionsError,
   UnmaskError, toTypedError,
 } from './errors.js';
-import { samplingOptions } from './options.js';
+import { samplingOptions, trainOptions } from './options.js';
 import { readSource, clearCache } from './source.js';
 
 export * from './errors.js';
@@ -179,6 +179,18 @@ export class DiffusionLM {
     return this._t.call('render', { ids: Array.from(ids), mask });
   }
 
+  /**
+   * Trains on `corpus` (text; blank lines separate documents): `mode: 'finetune'` continues
+   * the loaded model, `'scratch'` trains a tokenizer and a tiny model. An async iterator of
+   * `{step, steps, loss, objective, lr, gradNorm, tokensPerSec, ms, eval?, sample?}`; `.start`
+   * resolves to the corpus and model sizes. When the run ends, is stopped or aborted, the
+   * instance generates with the trained weights (unless `adopt: false`).
+   */
+  train(corpus, opts = {}) {
+    if (typeof corpus !== 'string') throw new OptionsError('corpus must be a string');
+    return new TrainStream(this, corpus, trainOptions(opts));
+  }
+
   /** The model as GGUF bytes. */
   async export(dtype = 'q8_0') {
     this._alive();
@@ -295,6 +307,106 @@ class StepStream {
     this._finished = true;
     if (cancel && this._release && !this._lm._disposed) {
       try { await this._lm._t.call('cancel', {}); } catch { /* the engine is gone */ }
+    }
+    const r = this._release;
+    this._release = null;
+    r?.();
+  }
+}
+
+/** A training run as an async iterator (see `DiffusionLM.train`). */
+class TrainStream {
+  constructor(lm, corpus, o) {
+    this._lm = lm;
+    this._corpus = corpus;
+    this._o = o;
+    this._started = null;
+    this._finished = false;
+    this._step = 0;
+    this._tokens = 0;
+    this._t0 = 0;
+  }
+
+  [Symbol.asyncIterator]() { return this; }
+
+  /** `{parameters, documents, trainTokens, validTokens, heldOut}` of the run. */
+  get start() { return this._begin(); }
+
+  _begin() {
+    if (!this._started) {
+      this._started = (async () => {
+        const lm = this._lm;
+        lm._alive();
+        this._release = await lm._lock.acquire();
+        try {
+          lm._alive();
+          const info = await lm._t.call('trainBegin', { corpus: this._corpus, request: this._o.request });
+          this._t0 = performance.now();
+          return info;
+        } catch (e) {
+          await this._close(false);
+          throw toTypedError(e);
+        }
+      })();
+    }
+    return this._started;
+  }
+
+  async next() {
+    if (this._finished) return { done: true, value: undefined };
+    const o = this._o;
+    try {
+      await this._begin();
+      if (o.signal?.aborted) {
+        await this._close(true);
+        throw new AbortError('training was aborted');
+      }
+      if (this._step >= o.steps) {
+        await this._close(true);
+        return { done: true, value: undefined };
+      }
+      const t = this._lm._t;
+      const r = await t.call('trainStep', {});
+      this._step = r.step;
+      this._tokens += r.tokens;
+      const value = {
+        step: r.step, steps: o.steps, loss: r.loss, objective: r.objective, lr: r.lr, gradNorm: r.gradNorm,
+        ms: r.ms, tokensPerSec: this._tokens / ((performance.now() - this._t0) / 1000),
+      };
+      const last = r.step >= o.steps;
+      if (o.evalEvery && (r.step % o.evalEvery === 0 || last)) value.eval = await t.call('trainEvaluate', {});
+      if (o.sampleEvery && (r.step % o.sampleEvery === 0 || last) && o.samplePrompt) {
+        await t.call('trainAdopt', {});
+        value.sample = await t.call('sample', { prompt: o.samplePrompt, length: o.sampleLength, options: { steps: Math.min(10, o.sampleLength), seed: 0 } });
+      }
+      return { done: false, value };
+    } catch (e) {
+      if (e instanceof AbortError) throw e;
+      await this._close(false);
+      throw toTypedError(e);
+    }
+  }
+
+  async return() {
+    await this._close(true);
+    return { done: true, value: undefined };
+  }
+
+  async throw(e) {
+    await this._close(true);
+    throw e;
+  }
+
+  /** Ends the run; with `adopt`, the trained weights become the generating model. */
+  async _close(adopt) {
+    if (this._finished) return;
+    this._finished = true;
+    const lm = this._lm;
+    if (this._release && !lm._disposed) {
+      try {
+        if (adopt && this._o.adopt && this._step > 0) lm.info = await lm._t.call('trainAdopt', {});
+        await lm._t.call('trainEnd', {});
+      } catch { /* keep the old model */ }
     }
     const r = this._release;
     this._release = null;

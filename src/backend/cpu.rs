@@ -45,3 +45,11 @@ pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
         Activation::Relu => x.relu()?,
     })
 }
+
+/// Log-softmax over the last dimension, from ops that all have backward passes.
+pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}

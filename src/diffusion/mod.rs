@@ -5,13 +5,18 @@
 //! current block, and commits some of them according to a [`Strategy`] and a [`Schedule`].
 //! Committed tokens are never re-masked, so the number of masks only goes down.
 
+pub mod adamw;
 pub mod canvas;
+pub mod corpus;
+pub mod objective;
 pub mod rng;
 pub mod sampler;
 pub mod sampling;
 pub mod schedule;
 pub mod template;
+pub mod trainer;
 
 pub use canvas::Canvas;
 pub use sampler::{generate, Denoiser, Outcome, SampleOptions, Session, Step, Strategy};
 pub use schedule::Schedule;
+pub use trainer::{TrainOptions, Trainer};

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::diffusion::{Canvas, SampleOptions, Session};
+use crate::diffusion::corpus::split_documents;
+use crate::diffusion::{Canvas, SampleOptions, Session, TrainOptions, Trainer};
 use crate::error::Error;
 use crate::model::gguf::WeightDtype;
 use crate::Model;
@@ -93,10 +94,41 @@ struct StepOut {
     done: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TrainRequest {
+    /// `finetune` the loaded model, or `scratch` (a new tokenizer and model).
+    mode: String,
+    #[serde(default = "default_size")]
+    size: String,
+    #[serde(default = "default_vocab")]
+    vocab: usize,
+    #[serde(default)]
+    options: TrainOptions,
+}
+
+fn default_size() -> String {
+    "tiny".into()
+}
+fn default_vocab() -> usize {
+    1024
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TrainStart {
+    parameters: usize,
+    documents: usize,
+    train_tokens: usize,
+    valid_tokens: usize,
+    held_out: bool,
+}
+
 #[wasm_bindgen]
 pub struct Engine {
     model: Model,
     session: Option<Session>,
+    trainer: Option<Trainer>,
 }
 
 #[wasm_bindgen]
@@ -105,7 +137,7 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(bytes: &[u8]) -> Result<Engine, JsValue> {
         let model = Model::from_gguf_bytes(bytes).map_err(js_err)?;
-        Ok(Engine { model, session: None })
+        Ok(Engine { model, session: None, trainer: None })
     }
 
     pub fn info(&self) -> Result<JsValue, JsValue> {
@@ -214,5 +246,59 @@ impl Engine {
         let mut c = std::io::Cursor::new(Vec::new());
         self.model.write_gguf(&mut c, dtype).map_err(js_err)?;
         Ok(c.into_inner())
+    }
+
+    /// Prepares a training run on `corpus` (blank lines separate documents).
+    #[wasm_bindgen(js_name = trainBegin)]
+    pub fn train_begin(&mut self, corpus: &str, request: JsValue) -> Result<JsValue, JsValue> {
+        self.trainer = None;
+        let req: TrainRequest = from_js(request, "training request")?;
+        let docs = split_documents(corpus);
+        let trainer = match req.mode.as_str() {
+            "finetune" => Trainer::new(&self.model, &docs, req.options),
+            "scratch" => crate::model::bpe::train_bpe(&docs, req.vocab)
+                .and_then(|codec| Trainer::from_scratch(&req.size, codec, &docs, req.options)),
+            m => Err(Error::options(format!("mode must be `finetune` or `scratch`, got `{m}`"))),
+        }
+        .map_err(js_err)?;
+        let c = trainer.corpus();
+        let out = TrainStart {
+            parameters: trainer.parameter_count(),
+            documents: c.documents,
+            train_tokens: c.train.len(),
+            valid_tokens: c.valid.len(),
+            held_out: c.held_out,
+        };
+        self.trainer = Some(trainer);
+        to_js(&out)
+    }
+
+    /// One optimizer step: `{step, loss, objective, lr, gradNorm, tokens}`.
+    #[wasm_bindgen(js_name = trainStep)]
+    pub fn train_step(&mut self) -> Result<JsValue, JsValue> {
+        let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        to_js(&t.step().map_err(js_err)?)
+    }
+
+    /// Held-out ELBO perplexity of the current weights.
+    #[wasm_bindgen(js_name = trainEvaluate)]
+    pub fn train_evaluate(&self) -> Result<JsValue, JsValue> {
+        let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        to_js(&t.evaluate().map_err(js_err)?)
+    }
+
+    /// Makes the current training weights the model that generates; returns its info.
+    #[wasm_bindgen(js_name = trainAdopt)]
+    pub fn train_adopt(&mut self) -> Result<JsValue, JsValue> {
+        let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        self.session = None;
+        self.model = t.snapshot().map_err(js_err)?;
+        self.info()
+    }
+
+    /// Ends the training run and frees its memory.
+    #[wasm_bindgen(js_name = trainEnd)]
+    pub fn train_end(&mut self) {
+        self.trainer = None;
     }
 }

@@ -1,0 +1,148 @@
+//! The masked-diffusion training objective.
+//!
+//! Per sequence: draw a mask rate t, keep a random-length prefix (so that short prompts are
+//! in distribution at generation time), mask each other token with probability t, and score
+//! cross-entropy on the masked tokens. With t ~ U(ε, 1) and weight 1/t the loss is the MDLM
+//! ELBO; the discrete schedule draws t from {1.0, 0.9, …} as generation does.
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::rng::Rng;
+use crate::backend::cpu;
+use crate::error::{Error, Result};
+use crate::model::Encoder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum MaskSchedule {
+    /// t uniform on {1/n, 2/n, …, 1}: the rates a linear n-step generation visits.
+    Steps { n: usize },
+    /// t ~ U(ε, 1), loss weighted by 1/t (the ELBO).
+    Continuous { eps: f32 },
+}
+
+impl Default for MaskSchedule {
+    fn default() -> Self {
+        MaskSchedule::Continuous { eps: 0.05 }
+    }
+}
+
+impl std::str::FromStr for MaskSchedule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "continuous" {
+            return Ok(MaskSchedule::Continuous { eps: 0.05 });
+        }
+        if let Some(n) = s.strip_prefix("steps:") {
+            let n: usize = n.parse().map_err(|_| Error::options(format!("bad schedule `{s}`")))?;
+            if n == 0 {
+                return Err(Error::options("steps:N needs N ≥ 1"));
+            }
+            return Ok(MaskSchedule::Steps { n });
+        }
+        Err(Error::options(format!("unknown schedule `{s}` (continuous or steps:N)")))
+    }
+}
+
+impl MaskSchedule {
+    pub fn draw(self, rng: &mut Rng) -> f32 {
+        match self {
+            MaskSchedule::Steps { n } => (rng.below(n) + 1) as f32 / n as f32,
+            MaskSchedule::Continuous { eps } => eps + (1.0 - eps) * rng.next_f32(),
+        }
+    }
+
+    /// Per-sequence loss weight: 1/t for the ELBO, 1 for the discrete schedule.
+    pub fn weight(self, t: f32) -> f32 {
+        match self {
+            MaskSchedule::Steps { .. } => 1.0,
+            MaskSchedule::Continuous { .. } => 1.0 / t,
+        }
+    }
+}
+
+/// One masked batch.
+pub struct MaskedBatch {
+    /// `[batch, seq]` inputs with masks applied.
+    pub inputs: Vec<u32>,
+    /// Flat indices into `batch × seq` of masked positions, their targets and weights.
+    pub positions: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub weights: Vec<f32>,
+    /// Σ over sequences of the maskable (non-prefix, non-special) length: the ELBO's
+    /// per-token normaliser.
+    pub maskable: usize,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+/// Masks `seqs` (each `<s> … </s>`, equal length). `max_prefix` bounds the kept prefix;
+/// `fixed_t` overrides the drawn rate (evaluation).
+pub fn mask_batch(
+    seqs: &[Vec<u32>],
+    mask_id: u32,
+    schedule: MaskSchedule,
+    max_prefix: usize,
+    fixed_t: Option<f32>,
+    rng: &mut Rng,
+) -> MaskedBatch {
+    let seq = seqs[0].len();
+    let mut b = MaskedBatch {
+        inputs: Vec::with_capacity(seqs.len() * seq),
+        positions: Vec::new(),
+        targets: Vec::new(),
+        weights: Vec::new(),
+        maskable: 0,
+        batch: seqs.len(),
+        seq,
+    };
+    for (bi, s) in seqs.iter().enumerate() {
+        let t = fixed_t.unwrap_or_else(|| schedule.draw(rng));
+        let w = schedule.weight(t);
+        // Body is 1..seq-1; the prefix keeps its first `p` tokens.
+        let body = seq - 2;
+        let p = if max_prefix == 0 { 0 } else { rng.below(max_prefix.min(body - 1) + 1) };
+        let mut masked_here = Vec::new();
+        let row_start = b.inputs.len();
+        for (i, &tok) in s.iter().enumerate() {
+            let maskable = i > p && i < seq - 1;
+            if maskable && rng.next_f32() < t {
+                masked_here.push(i);
+                b.inputs.push(mask_id);
+            } else {
+                b.inputs.push(tok);
+            }
+        }
+        if masked_here.is_empty() {
+            // Every sequence contributes at least one masked token.
+            let i = p + 1 + rng.below(seq - 2 - p);
+            b.inputs[row_start + i] = mask_id;
+            masked_here.push(i);
+        }
+        b.maskable += seq - 2 - p;
+        for i in masked_here {
+            b.positions.push((bi * seq + i) as u32);
+            b.targets.push(s[i]);
+            b.weights.push(w);
+        }
+    }
+    b
+}
+
+/// Loss terms of a batch: `(weighted sum of CE, plain sum of CE, masked count)`, as tensors
+/// so the first can be differentiated.
+pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch) -> Result<(Tensor, Tensor, usize)> {
+    let dev = Device::Cpu;
+    let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.seq), &dev)?;
+    let hidden = encoder.hidden(&ids)?;
+    let h = hidden.dim(2)?;
+    let flat = hidden.reshape((batch.batch * batch.seq, h))?;
+    let pos = Tensor::from_slice(&batch.positions, batch.positions.len(), &dev)?;
+    let logits = encoder.head(&flat.index_select(&pos, 0)?)?;
+    let logp = cpu::log_softmax_last(&logits)?;
+    let tgt = Tensor::from_slice(&batch.targets, (batch.targets.len(), 1), &dev)?;
+    let ce = logp.gather(&tgt, 1)?.squeeze(1)?.neg()?;
+    let w = Tensor::from_slice(&batch.weights, batch.weights.len(), &dev)?;
+    Ok(((&ce * &w)?.sum_all()?, ce.sum_all()?, batch.targets.len()))
+}

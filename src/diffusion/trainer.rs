@@ -1,0 +1,458 @@
+//! The trainer: fine-tune a model or train one from scratch with the diffusion objective.
+//! Single-threaded and file-free at its core so the browser can drive it step by step;
+//! checkpoints to disk are a native extra.
+
+use std::collections::HashMap;
+
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use super::adamw::AdamW;
+use super::corpus::{window, Corpus};
+use super::objective::{loss_terms, mask_batch, MaskSchedule};
+use super::rng::Rng;
+use crate::backend::Mode;
+use crate::error::{Error, Result};
+use crate::model::weights::Stored;
+use crate::model::{init, Encoder, Model, ModelConfig, TextCodec, WeightStore};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Decay {
+    #[default]
+    Cosine,
+    Linear,
+    Constant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainOptions {
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    /// Length of the learning-rate schedule (training may stop earlier or go on at the floor).
+    pub total_steps: usize,
+    pub decay: Decay,
+    /// The learning rate decays to `lr × min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub clip: f64,
+    /// Micro-batches per optimizer step.
+    pub accumulate: usize,
+    pub schedule: MaskSchedule,
+    /// Longest kept prefix; each sequence draws 0..=max_prefix.
+    pub max_prefix: usize,
+    pub seed: u64,
+    pub valid_fraction: f64,
+    /// Validation windows scored by `evaluate`.
+    pub eval_sequences: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            seq_len: 64,
+            batch_size: 16,
+            lr: 1e-3,
+            warmup: 30,
+            total_steps: 1000,
+            decay: Decay::Cosine,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            clip: 1.0,
+            accumulate: 1,
+            schedule: MaskSchedule::default(),
+            max_prefix: 16,
+            seed: 0,
+            valid_fraction: 0.1,
+            eval_sequences: 16,
+        }
+    }
+}
+
+impl TrainOptions {
+    pub fn validate(&self, max_len: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::options(m));
+        if self.seq_len < 4 || self.seq_len > max_len {
+            return bad(format!("seqLen must be in [4, {max_len}] for this model, got {}", self.seq_len));
+        }
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            return bad(format!("batchSize must be in [1, 4096], got {}", self.batch_size));
+        }
+        if !(self.lr > 0.0 && self.lr < 1.0) {
+            return bad(format!("lr must be in (0, 1), got {}", self.lr));
+        }
+        if self.accumulate == 0 || self.accumulate > 1024 {
+            return bad("accumulate must be in [1, 1024]".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) || !(0.0..1.0).contains(&self.weight_decay) || self.clip < 0.0 {
+            return bad("minLrRatio in [0, 1], weightDecay in [0, 1), clip ≥ 0".into());
+        }
+        if !(0.0..1.0).contains(&self.valid_fraction) {
+            return bad("validFraction must be in [0, 1)".into());
+        }
+        if let MaskSchedule::Continuous { eps } = self.schedule {
+            if !(eps > 0.0 && eps < 1.0) {
+                return bad("the continuous schedule's eps must be in (0, 1)".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        let span = self.total_steps.saturating_sub(self.warmup).max(1) as f64;
+        let x = ((step - self.warmup) as f64 / span).min(1.0);
+        let floor = self.lr * self.min_lr_ratio;
+        match self.decay {
+            Decay::Constant => self.lr,
+            Decay::Linear => floor + (self.lr - floor) * (1.0 - x),
+            Decay::Cosine => floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    pub step: usize,
+    /// Mean cross-entropy over masked tokens (nats).
+    pub loss: f32,
+    /// The objective as optimised (1/t-weighted per maskable token for the continuous schedule).
+    pub objective: f32,
+    pub lr: f64,
+    pub grad_norm: f32,
+    /// Tokens in this step's windows.
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvalReport {
+    /// exp of the 1/t-weighted masked cross-entropy per token, averaged over t ∈ {0.1, …, 1.0}.
+    pub elbo_perplexity: f32,
+    /// Mean masked cross-entropy over the same masks.
+    pub loss: f32,
+    pub held_out: bool,
+    pub tokens: usize,
+}
+
+/// What a resumed run needs besides the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainerState {
+    pub step: usize,
+    pub tokens: u64,
+    pub options: TrainOptions,
+}
+
+pub struct Trainer {
+    pub config: ModelConfig,
+    pub codec: TextCodec,
+    encoder: Encoder,
+    vars: Vec<(String, Var)>,
+    adam: AdamW,
+    corpus: Corpus,
+    pub options: TrainOptions,
+    pub step: usize,
+    pub tokens: u64,
+    rng: Rng,
+    name: String,
+}
+
+impl Trainer {
+    /// Fine-tunes `model` (quantized weights are dequantized to f32 first).
+    pub fn new(model: &Model, docs: &[String], options: TrainOptions) -> Result<Self> {
+        let tensors = model.store.to_dense()?;
+        Self::from_tensors(&model.name, model.config().clone(), model.codec.clone(), tensors, docs, options)
+    }
+
+    /// A fresh model of a named size (`tiny`, `small`) with `codec`'s vocabulary.
+    pub fn from_scratch(size: &str, codec: TextCodec, docs: &[String], options: TrainOptions) -> Result<Self> {
+        let mut config = ModelConfig::named(size, codec.vocab_size)?;
+        config.pad_token_id = codec.pad_id;
+        config.bos_token_id = Some(codec.bos_id);
+        config.eos_token_id = Some(codec.eos_id);
+        let tensors: HashMap<String, Tensor> = init::fresh_tensors(&config, options.seed, 0.02)?.into_iter().collect();
+        Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options)
+    }
+
+    fn from_tensors(
+        name: &str,
+        config: ModelConfig,
+        codec: TextCodec,
+        tensors: HashMap<String, Tensor>,
+        docs: &[String],
+        options: TrainOptions,
+    ) -> Result<Self> {
+        options.validate(config.max_sequence_len())?;
+        let corpus = Corpus::build(&codec, docs, options.valid_fraction, options.seed, options.seq_len)?;
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let mut vars = Vec::with_capacity(names.len());
+        let mut store = WeightStore::default();
+        for n in names {
+            let v = Var::from_tensor(&tensors[n])?;
+            store.insert(n.clone(), Stored::Dense(v.as_tensor().clone()));
+            vars.push((n.clone(), v));
+        }
+        let mut encoder = Encoder::load(&config, &store)?;
+        encoder.mode = Mode::Train;
+        // Only tensors the encoder uses are trained (a checkpoint's pooler is carried along).
+        let adam = AdamW::new(&vars, options.weight_decay)?;
+        Ok(Self {
+            config,
+            codec,
+            encoder,
+            vars,
+            adam,
+            corpus,
+            rng: Rng::new(options.seed ^ 0x7a11),
+            options,
+            step: 0,
+            tokens: 0,
+            name: name.to_string(),
+        })
+    }
+
+    pub fn corpus(&self) -> &Corpus {
+        &self.corpus
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.as_tensor().elem_count()).sum()
+    }
+
+    fn batch(&mut self) -> Vec<Vec<u32>> {
+        let (seq, n) = (self.options.seq_len, self.corpus.train.len());
+        (0..self.options.batch_size).map(|_| {
+            let start = self.rng.below(n);
+            window(&self.codec, &self.corpus.train, start, seq)
+        }).collect()
+    }
+
+    /// One optimizer step (over `accumulate` micro-batches).
+    pub fn step(&mut self) -> Result<StepReport> {
+        let lr = self.options.lr_at(self.step);
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
+        let (mut ce_sum, mut obj_sum, mut masked, mut maskable, mut tokens) = (0f32, 0f32, 0usize, 0usize, 0usize);
+        for _ in 0..self.options.accumulate {
+            let seqs = self.batch();
+            let b = mask_batch(&seqs, self.codec.mask_id, self.options.schedule, self.options.max_prefix, None, &mut self.rng);
+            let (weighted, plain, n) = loss_terms(&self.encoder, &b)?;
+            // Normalise by the maskable tokens of the whole accumulated step.
+            let scale = 1.0 / (b.maskable * self.options.accumulate) as f64;
+            let g = (weighted.clone() * scale)?.backward()?;
+            for (i, (_, v)) in self.vars.iter().enumerate() {
+                if let Some(gi) = g.get(v.as_tensor()) {
+                    grads[i] = Some(match grads[i].take() {
+                        Some(acc) => (acc + gi)?,
+                        None => gi.clone(),
+                    });
+                }
+            }
+            ce_sum += plain.to_scalar::<f32>()?;
+            obj_sum += weighted.to_scalar::<f32>()?;
+            masked += n;
+            maskable += b.maskable;
+            tokens += b.batch * b.seq;
+        }
+        let loss = ce_sum / masked as f32;
+        let objective = obj_sum / maskable as f32;
+        let grads: Vec<Tensor> = grads
+            .into_iter()
+            .zip(&self.vars)
+            .map(|(g, (_, v))| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+            .collect::<candle_core::Result<_>>()?;
+        let mut sq = 0f32;
+        for g in &grads {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()?;
+        }
+        let grad_norm = sq.sqrt();
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            return Err(Error::Training(format!(
+                "the loss became {} at step {}: training stopped, weights unchanged (lower the learning rate, now {lr:.2e})",
+                if loss.is_finite() { "finite but the gradients did not" } else { "NaN/inf" },
+                self.step + 1
+            )));
+        }
+        let clip = self.options.clip;
+        let grads = if clip > 0.0 && grad_norm as f64 > clip {
+            let s = clip / grad_norm as f64;
+            grads.iter().map(|g| g * s).collect::<candle_core::Result<Vec<_>>>()?
+        } else {
+            grads
+        };
+        self.adam.update(&self.vars, &grads, lr)?;
+        self.step += 1;
+        self.tokens += tokens as u64;
+        Ok(StepReport { step: self.step, loss, objective, lr, grad_norm, tokens })
+    }
+
+    /// Gradient norm of every trained tensor on one fresh batch, without updating anything
+    /// (tests use it to prove every parameter learns; candle drops gradients silently
+    /// through some fused ops).
+    pub fn gradient_norms(&mut self) -> Result<Vec<(String, f32)>> {
+        let seqs = self.batch();
+        let b = mask_batch(&seqs, self.codec.mask_id, self.options.schedule, self.options.max_prefix, None, &mut self.rng);
+        let (weighted, _, _) = loss_terms(&self.encoder, &b)?;
+        let g = (weighted / b.maskable as f64)?.backward()?;
+        self.vars
+            .iter()
+            .map(|(n, v)| {
+                let norm = match g.get(v.as_tensor()) {
+                    Some(t) => t.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt(),
+                    None => 0.0,
+                };
+                Ok((n.clone(), norm))
+            })
+            .collect()
+    }
+
+    /// Held-out ELBO perplexity: fixed windows and masks (same every call), t ∈ {0.1, …, 1.0},
+    /// no kept prefix.
+    pub fn evaluate(&self) -> Result<EvalReport> {
+        let seq = self.options.seq_len;
+        let stream = &self.corpus.valid;
+        let n = self.options.eval_sequences.max(1);
+        let stride = (stream.len() / n).max(1);
+        let seqs: Vec<Vec<u32>> = (0..n).map(|k| window(&self.codec, stream, k * stride, seq)).collect();
+        let mut rng = Rng::new(0xe7a1);
+        let (mut elbo, mut ce, mut masked) = (0f64, 0f64, 0usize);
+        let schedule = MaskSchedule::Continuous { eps: 0.05 };
+        let grid = 10;
+        for k in 1..=grid {
+            let t = k as f32 / grid as f32;
+            let b = mask_batch(&seqs, self.codec.mask_id, schedule, 0, Some(t), &mut rng);
+            let (w, plain, m) = loss_terms(&self.encoder, &b)?;
+            elbo += w.to_scalar::<f32>()? as f64 / b.maskable as f64;
+            ce += plain.to_scalar::<f32>()? as f64;
+            masked += m;
+        }
+        let elbo = elbo / grid as f64;
+        Ok(EvalReport {
+            elbo_perplexity: elbo.exp() as f32,
+            loss: (ce / masked as f64) as f32,
+            held_out: self.corpus.held_out,
+            tokens: seqs.len() * seq,
+        })
+    }
+
+    /// Current weights as f32 tensors in the Hugging Face layout.
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        self.vars.iter().map(|(n, v)| Ok((n.clone(), v.as_detached_tensor().copy()?))).collect()
+    }
+
+    /// An inference model from the current weights (independent of further training).
+    pub fn snapshot(&self) -> Result<Model> {
+        let mut store = WeightStore::default();
+        for (n, t) in self.tensors()? {
+            store.insert(n, Stored::Dense(t));
+        }
+        Model::from_parts(&self.name, self.config.clone(), store, self.codec.json())
+    }
+
+    /// `model.safetensors` bytes (Hugging Face layout; the decoder is tied, not stored).
+    pub fn safetensors_bytes(&self) -> Result<Vec<u8>> {
+        let tensors = self.tensors()?;
+        let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        safetensors::tensor::serialize(views, None)
+            .map_err(|e| Error::Training(format!("cannot serialise weights: {e}")))
+    }
+
+    pub fn state(&self) -> TrainerState {
+        TrainerState { step: self.step, tokens: self.tokens, options: self.options.clone() }
+    }
+
+    /// Optimizer moments as a safetensors buffer.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn optimizer_bytes(&self) -> Result<Vec<u8>> {
+        let mut named = Vec::new();
+        for (i, (n, _)) in self.vars.iter().enumerate() {
+            named.push((format!("m.{n}"), self.adam.m[i].clone()));
+            named.push((format!("v.{n}"), self.adam.v[i].clone()));
+        }
+        let views: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        safetensors::tensor::serialize(views, None).map_err(|e| Error::Training(format!("cannot serialise optimizer: {e}")))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn restore(&mut self, state: TrainerState, optimizer: &[u8]) -> Result<()> {
+        let opt = candle_core::safetensors::load_buffer(optimizer, &candle_core::Device::Cpu)
+            .map_err(|e| Error::Training(format!("optimizer state unreadable: {e}")))?;
+        for (i, (n, v)) in self.vars.iter().enumerate() {
+            let (m, vv) = (opt.get(&format!("m.{n}")), opt.get(&format!("v.{n}")));
+            match (m, vv) {
+                (Some(m), Some(vv)) if m.dims() == v.as_tensor().dims() => {
+                    self.adam.m[i] = m.clone();
+                    self.adam.v[i] = vv.clone();
+                }
+                _ => return Err(Error::Training(format!("optimizer state lacks `{n}`"))),
+            }
+        }
+        self.adam.t = state.step;
+        self.step = state.step;
+        self.tokens = state.tokens;
+        // A resumed run draws different batches than the first leg did.
+        self.rng = Rng::new(self.options.seed ^ 0x7a11 ^ (state.step as u64).wrapping_mul(0x9e37_79b9));
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod checkpoint {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+        let mut s = dir.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+
+    impl Trainer {
+        /// Writes a Hugging Face folder (`config.json`, `model.safetensors`, `tokenizer.json`)
+        /// plus `trainer.json` and `optimizer.safetensors`. Atomic: the folder is written
+        /// beside the target and swapped in, so an interrupted write leaves the previous
+        /// checkpoint loadable (at `dir`, or at `dir.old` mid-swap).
+        pub fn save(&self, dir: &Path) -> Result<()> {
+            let tmp = sibling(dir, ".partial");
+            let old = sibling(dir, ".old");
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp)?;
+            let mut cfg = self.config.clone();
+            cfg.architectures = vec![cfg.family()?.mlm_architecture().to_string()];
+            std::fs::write(tmp.join("config.json"), cfg.to_json())?;
+            std::fs::write(tmp.join("tokenizer.json"), self.codec.json())?;
+            std::fs::write(tmp.join("model.safetensors"), self.safetensors_bytes()?)?;
+            std::fs::write(tmp.join("optimizer.safetensors"), self.optimizer_bytes()?)?;
+            let state = serde_json::to_string_pretty(&self.state()).expect("state serialises");
+            std::fs::write(tmp.join("trainer.json"), state)?;
+            let _ = std::fs::remove_dir_all(&old);
+            if dir.exists() {
+                std::fs::rename(dir, &old)?;
+            }
+            std::fs::rename(&tmp, dir)?;
+            let _ = std::fs::remove_dir_all(&old);
+            Ok(())
+        }
+
+        /// Continues a run saved by [`Trainer::save`]: same step count, same lr schedule.
+        pub fn resume(dir: &Path, docs: &[String]) -> Result<Self> {
+            let dir = if dir.exists() { dir.to_path_buf() } else { sibling(dir, ".old") };
+            let model = Model::load(&dir)?;
+            let state: TrainerState = serde_json::from_slice(&std::fs::read(dir.join("trainer.json"))?)
+                .map_err(|e| Error::Training(format!("trainer.json unreadable: {e}")))?;
+            let mut t = Trainer::new(&model, docs, state.options.clone())?;
+            t.name = model.name.clone();
+            t.restore(state, &std::fs::read(dir.join("optimizer.safetensors"))?)?;
+            Ok(t)
+        }
+    }
+}
