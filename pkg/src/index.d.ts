@@ -76,6 +76,8 @@ export interface CanvasState {
   pieces: string[];
   total: number;
   masked: number;
+  /** The id of the mask token. */
+  maskId: number;
 }
 
 export interface DenoiseStep {

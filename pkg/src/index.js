@@ -250,7 +250,7 @@ class StepStream {
           const c = await lm._t.call('begin', this._request);
           this._fixed = c.fixed;
           this._pieces = c.pieces.slice();
-          return { ids: Int32Array.from(c.ids), fixed: c.fixed, pieces: c.pieces, total: c.total, masked: c.masked };
+          return { ids: Int32Array.from(c.ids), fixed: c.fixed, pieces: c.pieces, total: c.total, masked: c.masked, maskId: c.maskId };
         } catch (e) {
           await this._close(false);
           throw toTypedError(e);

@@ -70,6 +70,7 @@ struct CanvasOut {
     pieces: Vec<String>,
     total: usize,
     masked: usize,
+    mask_id: u32,
 }
 
 #[derive(Serialize)]
@@ -179,6 +180,7 @@ impl Engine {
             pieces: c.ids.iter().map(|&i| codec.piece(i)).collect(),
             total: session.total(),
             masked: c.masked().len(),
+            mask_id: c.mask_id,
         };
         self.session = Some(session);
         to_js(&out)

@@ -1,0 +1,125 @@
+// The demo page in headless Chromium: generation view, stop, edit in place, training panel,
+// safe rendering, and no request leaving the origin. Screenshots go to tests/artifacts/.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { start } from './harness.mjs';
+
+const ART = new URL('../artifacts/', import.meta.url).pathname;
+let h;
+let dialogs = 0;
+
+before(async () => {
+  await mkdir(ART, { recursive: true });
+  h = await start();
+  h.page.on('dialog', (d) => { dialogs++; d.dismiss(); });
+  await h.page.setViewportSize({ width: 1280, height: 900 });
+  await h.page.goto(`${h.origin}/`);
+  await h.page.waitForSelector('body[data-ready=true]', { timeout: 60_000 });
+  await h.page.click('#advanced summary');
+});
+after(() => h.close());
+
+const idle = () => h.page.waitForFunction(() => !window.unmaskDemo.busy, null, { timeout: 60_000 });
+
+async function setOptions(o) {
+  for (const [id, v] of Object.entries(o)) await h.page.fill(`#${id}`, String(v));
+}
+
+test('generation renders every step in place', async () => {
+  await setOptions({ 'o-steps': 8, 'o-length': 24, 'o-seed': 3 });
+  await h.page.fill('#prompt', 'the old house');
+  await h.page.click('#generate');
+  await h.page.waitForFunction(() => window.unmaskDemo.history.length >= 4);
+  await h.page.screenshot({ path: `${ART}demo-mid.png` });
+  await idle();
+  const n = await h.page.evaluate(() => window.unmaskDemo.history.length);
+  assert.equal(n, 8);
+  assert.equal(await h.page.textContent('#stepctr'), 'step 8/8');
+  // Scrub through the replay: the DOM's mask cells go down at every step, cells never move.
+  const masks = [];
+  const boxes = [];
+  for (let k = 0; k <= n; k++) {
+    await h.page.fill('#scrub', String(k));
+    await h.page.dispatchEvent('#scrub', 'input');
+    await h.page.waitForFunction((k) => window.unmaskDemo.view === k, k);
+    masks.push(await h.page.locator('#canvas .cell.mask').count());
+    boxes.push(await h.page.evaluate(() => [...document.querySelectorAll('#canvas .cell')].map((c) => c.getBoundingClientRect().x + ',' + c.getBoundingClientRect().y).join(';')));
+  }
+  assert.equal(masks[0], 24);
+  for (let k = 1; k <= n; k++) assert.ok(masks[k] < masks[k - 1], `masks ${masks}`);
+  assert.equal(masks[n], 0);
+  assert.ok(boxes.every((b) => b === boxes[0]), 'no layout shift while tokens unmask');
+  const text = await h.page.textContent('#text');
+  assert.ok(text.trim().length > 'the old house'.length);
+  await h.page.hover('#canvas .cell.gen');
+  assert.equal(await h.page.isVisible('#tip'), true);
+  await h.page.screenshot({ path: `${ART}demo-final.png`, fullPage: true });
+});
+
+test('Stop halts within one step', async () => {
+  const ctx = await h.page.evaluate(() => window.unmaskDemo.lm.info.maxSequenceLen);
+  const length = Math.min(120, ctx - 20);
+  await setOptions({ 'o-steps': length, 'o-length': length });
+  await h.page.click('#generate');
+  await h.page.waitForFunction(() => window.unmaskDemo.history.length >= 2);
+  await h.page.click('#stop');
+  await idle();
+  const at = await h.page.evaluate(() => window.unmaskDemo.stopRequestedAt);
+  const end = await h.page.evaluate(() => window.unmaskDemo.history.length);
+  assert.ok(end <= at + 1 && end < length, `stopped at ${end} after clicking at ${at}`);
+  assert.match(await h.page.textContent('#stepreveal'), /stopped/);
+});
+
+test('re-masking a token and filling changes only that cell', async () => {
+  await setOptions({ 'o-steps': 6, 'o-length': 16, 'o-seed': 5 });
+  await h.page.click('#generate');
+  await idle();
+  const before = await h.page.evaluate(() => Array.from(window.unmaskDemo.history.at(-1).ids));
+  const cell = h.page.locator('#canvas .cell.gen').nth(3);
+  const pos = Number(await cell.getAttribute('data-pos'));
+  await cell.click();
+  assert.match(await cell.getAttribute('class'), /marked/);
+  await h.page.click('#fill');
+  await idle();
+  const after = await h.page.evaluate(() => Array.from(window.unmaskDemo.history.at(-1).ids));
+  const last = await h.page.evaluate(() => window.unmaskDemo.history.at(-1));
+  assert.deepEqual(Array.from(Object.values(last.revealed)), [pos]);
+  for (let i = 0; i < before.length; i++) if (i !== pos) assert.equal(after[i], before[i], `position ${i} changed`);
+});
+
+test('user text is rendered as text, never as HTML', async () => {
+  const evil = '<img src=x onerror=alert(1)> <script>alert(2)</script>';
+  await h.page.fill('#prompt', evil);
+  await setOptions({ 'o-steps': 4, 'o-length': 8 });
+  await h.page.click('#generate');
+  await idle();
+  assert.equal(await h.page.locator('main img, main script').count(), 0);
+  assert.equal(dialogs, 0);
+});
+
+test('training on the sample corpus plots a falling loss', async () => {
+  await h.page.click('#sample-corpus');
+  await h.page.waitForFunction(() => document.getElementById('corpus').value.length > 1000);
+  // A corpus with markup in it: shown as text in the samples, never parsed.
+  await h.page.evaluate(() => { const c = document.getElementById('corpus'); c.value = '<img src=x onerror=alert(1)> ' + c.value; });
+  await h.page.fill('#t-steps', '40');
+  await h.page.fill('#t-lr', '0.003');
+  await h.page.click('#train-go');
+  await h.page.waitForFunction(() => window.unmaskDemo.losses.length >= 5);
+  await h.page.screenshot({ path: `${ART}demo-training.png`, fullPage: true });
+  await idle();
+  const losses = await h.page.evaluate(() => window.unmaskDemo.losses.map((l) => l.loss));
+  assert.equal(losses.length, 40);
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+  assert.ok(mean(losses.slice(-5)) < mean(losses.slice(0, 5)), `loss ${losses.slice(0, 5)} … ${losses.slice(-5)}`);
+  assert.ok((await h.page.locator('#samples li').count()) >= 1);
+  assert.equal(await h.page.locator('main img').count(), 0);
+  assert.equal(dialogs, 0);
+  await h.page.screenshot({ path: `${ART}demo-trained.png`, fullPage: true });
+});
+
+test('no request left the origin and the page logged no errors', () => {
+  assert.deepEqual(h.offsite, []);
+  assert.deepEqual(h.errors, []);
+});
