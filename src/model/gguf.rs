@@ -18,7 +18,8 @@ pub const KEY_NAME: &str = "general.name";
 pub const KEY_VERSION: &str = "unmask.format_version";
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Storage type for the weight matrices of a converted model.
+/// Storage type for the weight matrices of a converted model. With `Q4K`, matrices whose
+/// rows are not a multiple of 256 use q4_0 (4-bit, 32-wide blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightDtype {
     F32,
@@ -54,8 +55,13 @@ impl WeightDtype {
 /// The stored type for one tensor: 1-D tensors (biases, norms) stay f32; matrices whose rows
 /// do not split into the format's blocks fall back to the next finer format.
 fn choose(name: &str, dims: &[usize], want: WeightDtype) -> GgmlDType {
-    if dims.len() < 2 || name.contains("position_embeddings") || name.contains("token_type_embeddings") {
-        return if want == WeightDtype::F16 && dims.len() == 2 { GgmlDType::F16 } else { GgmlDType::F32 };
+    if dims.len() < 2 {
+        return GgmlDType::F32;
+    }
+    // Position and token-type tables are added to every input: 16-bit keeps them exact
+    // enough at half the size.
+    if name.contains("position_embeddings") || name.contains("token_type_embeddings") {
+        return if want == WeightDtype::F32 { GgmlDType::F32 } else { GgmlDType::F16 };
     }
     let cols = *dims.last().unwrap_or(&0);
     // The tied embedding is also the output layer, where 4-bit error shows most in the
@@ -71,7 +77,9 @@ fn choose(name: &str, dims: &[usize], want: WeightDtype) -> GgmlDType {
             return d;
         }
         d = match d {
-            GgmlDType::Q4K => GgmlDType::Q8_0,
+            // 4-bit in 32-wide blocks when rows do not split into q4_k's 256.
+            GgmlDType::Q4K => GgmlDType::Q4_0,
+            GgmlDType::Q4_0 => GgmlDType::Q8_0,
             GgmlDType::Q8_0 => GgmlDType::F16,
             _ => return GgmlDType::F32,
         };

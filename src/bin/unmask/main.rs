@@ -289,26 +289,40 @@ fn convert(input: PathBuf, output: PathBuf, dtype: String, name: Option<String>)
         .filter(|t| t.1.len() == 2 && !t.0.contains("position") && !t.0.contains("token_type"))
         .filter(|t| !t.2.eq_ignore_ascii_case(&format!("{dtype:?}")))
         .count();
-    println!("wrote {} ({:.2} MB, {} tensors)", output.display(), report.bytes as f64 / 1e6, report.tensors.len());
+    let mut lines = vec![format!("wrote {} ({:.2} MB, {} tensors)", output.display(), report.bytes as f64 / 1e6, report.tensors.len())];
     if fallbacks > 0 {
-        println!("note: {fallbacks} matrices kept a finer type (their rows do not split into {dtype:?} blocks)");
+        lines.push(format!("note: {fallbacks} matrices use a finer type (their rows do not split into {dtype:?} blocks)"));
     }
+    print_lines(&lines);
     Ok(())
 }
 
 fn info(path: PathBuf) -> Result<(), Error> {
     let model = load(&path)?;
     let i = model.info();
-    println!("name            {}", i.name);
-    println!("model_type      {}", i.model_type);
-    println!("parameters      {} ({:.2} M)", i.parameters, i.parameters as f64 / 1e6);
-    println!("dtype           {}", i.dtype);
-    println!("weights         {:.2} MB", i.weight_bytes as f64 / 1e6);
-    println!("vocab           {}", i.vocab_size);
-    println!("hidden × layers {} × {} ({} heads)", i.hidden_size, i.layers, i.heads);
-    println!("context         {} tokens", i.max_sequence_len);
-    println!("tokenizer       {} tokens, mask `{}`", model.codec.vocab_size, model.codec.piece(model.codec.mask_id));
+    let lines = [
+        format!("name            {}", i.name),
+        format!("model_type      {}", i.model_type),
+        format!("parameters      {} ({:.2} M)", i.parameters, i.parameters as f64 / 1e6),
+        format!("dtype           {}", i.dtype),
+        format!("weights         {:.2} MB", i.weight_bytes as f64 / 1e6),
+        format!("vocab           {}", i.vocab_size),
+        format!("hidden × layers {} × {} ({} heads)", i.hidden_size, i.layers, i.heads),
+        format!("context         {} tokens", i.max_sequence_len),
+        format!("tokenizer       {} tokens, mask `{}`", model.codec.vocab_size, model.codec.piece(model.codec.mask_id)),
+    ];
+    print_lines(&lines);
     Ok(())
+}
+
+/// Prints to stdout, ending quietly when the reader has gone (`unmask info m | head -2`).
+fn print_lines(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            return;
+        }
+    }
 }
 
 fn train(a: TrainArgs) -> Result<(), Error> {
@@ -394,14 +408,14 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     let e = trainer.evaluate()?;
     trainer.save(&a.out)?;
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    print_lines(&[format!(
         "trained {} steps in {secs:.1} s ({:.0} tok/s): loss {last_loss:.4}, {} ELBO perplexity {:.3}; saved {}",
         trainer.step - start_step,
         tokens as f64 / secs,
         if e.held_out { "held-out" } else { "training-text" },
         e.elbo_perplexity,
         a.out.display()
-    );
+    )]);
     Ok(())
 }
 
@@ -412,7 +426,7 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
     let m = load(&model)?;
     let opts = TrainOptions { seq_len, valid_fraction: 0.0, eval_sequences: sequences, ..Default::default() };
     let e = Trainer::new(&m, &docs, opts)?.evaluate()?;
-    println!("ELBO perplexity  {:.3} (masked CE {:.4} nats over t = 0.1 … 1.0, {} tokens)", e.elbo_perplexity, e.loss, e.tokens);
+    print_lines(&[format!("ELBO perplexity  {:.3} (masked CE {:.4} nats over t = 0.1 … 1.0, {} tokens)", e.elbo_perplexity, e.loss, e.tokens)]);
     let prompts: Vec<String> = docs.iter().take(5).map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
     for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
         let mut all = Vec::new();
@@ -422,7 +436,7 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
             let out = diffusion::generate(&m, canvas, &m.codec.banned_ids(), &opts, |_| true)?;
             all.extend(out.canvas.ids.iter().filter(|&&t| !m.codec.is_special(t)));
         }
-        println!("{strategy:?}: unigram entropy of samples {:.2} bits ({} tokens)", unigram_entropy(&all), all.len());
+        print_lines(&[format!("{strategy:?}: unigram entropy of samples {:.2} bits ({} tokens)", unigram_entropy(&all), all.len())]);
     }
     Ok(())
 }
