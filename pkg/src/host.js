@@ -2,6 +2,9 @@
 // It runs inside the Worker (browsers, default) or inline (Node, or `worker: false`).
 import init, { Engine } from '../dist/unmask.js';
 
+// Node-only module, named through a variable so browser bundlers leave it alone.
+const NODE_FS = 'node:fs/promises';
+
 let ready;
 
 /** Instantiates the wasm module once per realm. `wasm` may be bytes, a URL or undefined. */
@@ -11,7 +14,7 @@ async function initWasm(wasm) {
       let source = wasm;
       if (source === undefined && typeof process !== 'undefined' && process.versions?.node) {
         // Node: read the file next to the glue instead of fetching a file:// URL.
-        const { readFile } = await import('node:fs/promises');
+        const { readFile } = await import(/* @vite-ignore */ NODE_FS);
         source = await readFile(new URL('../dist/unmask_bg.wasm', import.meta.url));
       }
       await init(source === undefined ? undefined : { module_or_path: source });

@@ -29,7 +29,10 @@ class InlineTransport {
 /** Calls a host in a module Worker; one message round trip per operation. */
 class WorkerTransport {
   constructor(url) {
-    this.worker = new Worker(url || new URL('./worker.js', import.meta.url), { type: 'module' });
+    // Written out literally so bundlers (Vite, webpack) find and bundle the worker.
+    this.worker = url
+      ? new Worker(url, { type: 'module' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.pending = new Map();
     this.next = 1;
     this.worker.onmessage = (ev) => {

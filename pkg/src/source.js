@@ -1,6 +1,9 @@
 // Getting model bytes from wherever they are, with byte-accurate progress and the Cache API.
 import { AbortError, FetchError, OptionsError } from './errors.js';
 
+// Node-only modules, named through variables so browser bundlers leave them alone.
+const NODE_FS = 'node:fs/promises';
+const NODE_URL = 'node:url';
 const CACHE_NAME = 'unmask-models-v1';
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 
@@ -42,7 +45,7 @@ async function fromResponse(res, phase, progress, signal) {
 
 async function fromUrl(url, { progress, signal, cache }) {
   if (url.protocol === 'file:' && isNode) {
-    const { readFile } = await import('node:fs/promises');
+    const { readFile } = await import(/* @vite-ignore */ NODE_FS);
     const b = await readFile(url).catch((e) => { throw new FetchError(`cannot read ${url.pathname}: ${e.message}`); });
     progress({ phase: 'fetch', loaded: b.byteLength, total: b.byteLength });
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -79,7 +82,7 @@ export async function readSource(source, opts) {
   if (source instanceof URL) return fromUrl(source, opts);
   if (typeof source === 'string') {
     if (isNode && !/^[a-z][a-z0-9+.-]*:/i.test(source)) {
-      const { pathToFileURL } = await import('node:url');
+      const { pathToFileURL } = await import(/* @vite-ignore */ NODE_URL);
       return fromUrl(pathToFileURL(source), opts);
     }
     const base = typeof location !== 'undefined' ? location.href : undefined;
