@@ -32,3 +32,119 @@ fn every_parameter_gets_a_finite_nonzero_gradient_in_every_family() {
         }
     }
 }
+
+#[test]
+fn loss_decreases_on_a_synthetic_corpus() {
+    // Repeated short sentences: context predicts the masked words.
+    let docs: Vec<String> = (0..40).map(|i| format!("the cat number {} sat on the mat and the dog lay by the door.", i % 5)).collect();
+    let codec = train_bpe(&docs, 300).unwrap();
+    let opts = TrainOptions { seq_len: 24, batch_size: 8, lr: 3e-3, warmup: 5, total_steps: 80, max_prefix: 4, ..Default::default() };
+    let mut t = Trainer::from_scratch("tiny", codec, &docs, opts).unwrap();
+    let first: f32 = (0..5).map(|_| t.step().unwrap().loss).sum::<f32>() / 5.0;
+    for _ in 0..60 {
+        t.step().unwrap();
+    }
+    let last: f32 = (0..10).map(|_| t.step().unwrap().loss).sum::<f32>() / 10.0;
+    println!("loss {first:.3} -> {last:.3}");
+    assert!(last < first * 0.7, "loss {first} -> {last}");
+}
+
+#[test]
+fn save_load_gives_identical_logits_and_resume_continues_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
+    let docs = sample_docs();
+    let opts = TrainOptions { total_steps: 20, warmup: 4, ..small_opts() };
+    let mut t = Trainer::new(&model, &docs, opts).unwrap();
+    for _ in 0..6 {
+        t.step().unwrap();
+    }
+    t.save(&ck).unwrap();
+    // The saved folder is a Hugging Face checkpoint our loader (and `unmask convert`) reads.
+    let loaded = Model::load(&ck).unwrap();
+    let snap = t.snapshot().unwrap();
+    let ids: Vec<u32> = (0..12u32).map(|i| (i * 17 + 3) % 320).collect();
+    let pos: Vec<usize> = (0..12).collect();
+    assert_eq!(loaded.logits_at(&ids, &pos).unwrap(), snap.logits_at(&ids, &pos).unwrap());
+    let mut r = Trainer::resume(&ck, &docs).unwrap();
+    assert_eq!(r.step, 6);
+    assert_eq!(r.options, t.options);
+    let a = t.step().unwrap();
+    let b = r.step().unwrap();
+    assert_eq!(a.step, 7);
+    assert_eq!(b.step, 7);
+    assert_eq!(a.lr, b.lr, "the lr schedule continues where it stopped");
+}
+
+#[test]
+fn elbo_matches_a_slow_reference() {
+    // One sequence, every maskable token masked (t = 1): the objective is the mean CE over
+    // the body, computed here position by position with the full forward pass.
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let seq: Vec<u32> = vec![0, 40, 41, 42, 43, 44, 45, 2];
+    let schedule = MaskSchedule::Continuous { eps: 0.05 };
+    let b = mask_batch(&[seq.clone()], model.codec.mask_id, schedule, 0, Some(1.0), &mut Rng::new(1));
+    assert_eq!(b.positions.len(), 6);
+    let (w, plain, n) = loss_terms(&model.encoder, &b).unwrap();
+    let fast = w.to_scalar::<f32>().unwrap() / b.maskable as f32;
+    let mut masked = seq.clone();
+    for p in 1..7 {
+        masked[p] = model.codec.mask_id;
+    }
+    let positions: Vec<usize> = (1..7).collect();
+    let logits = model.logits_at(&masked, &positions).unwrap();
+    let v = model.config().vocab_size;
+    let mut slow = 0f64;
+    for (k, &p) in positions.iter().enumerate() {
+        let row = &logits[k * v..(k + 1) * v];
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+        slow += lse - row[seq[p] as usize] as f64;
+    }
+    let slow = slow / 6.0; // weight 1/t = 1, six maskable tokens
+    assert_eq!(n, 6);
+    assert!((fast as f64 - slow).abs() < 1e-4, "fast {fast} slow {slow}");
+    assert!((plain.to_scalar::<f32>().unwrap() as f64 / 6.0 - slow).abs() < 1e-4);
+    // With t = 0.5 the weight doubles the masked CE sum.
+    let half = mask_batch(&[seq], model.codec.mask_id, schedule, 0, Some(0.5), &mut Rng::new(3));
+    let (w2, p2, _) = loss_terms(&model.encoder, &half).unwrap();
+    assert!((w2.to_scalar::<f32>().unwrap() - 2.0 * p2.to_scalar::<f32>().unwrap()).abs() < 1e-4);
+}
+
+#[test]
+fn nan_loss_stops_training_and_keeps_the_weights() {
+    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
+    let mut t = Trainer::new(&model, &sample_docs(), small_opts()).unwrap();
+    t.step().unwrap();
+    // Force divergence past validation: an absurd learning rate overflows the weights.
+    t.options.lr = 1e30;
+    t.options.warmup = 0;
+    t.options.clip = 0.0;
+    for _ in 0..4 {
+        let before = t.safetensors_bytes().unwrap();
+        let step = t.step;
+        if let Err(e) = t.step() {
+            assert!(matches!(e, unmask::Error::Training(_)), "{e}");
+            assert!(e.to_string().contains("NaN") || e.to_string().contains("gradients"), "{e}");
+            // The failing step left weights and step count as they were.
+            assert_eq!(t.safetensors_bytes().unwrap(), before);
+            assert_eq!(t.step, step);
+            return;
+        }
+    }
+    panic!("training went on with an exploding loss");
+}
+
+#[test]
+fn bad_corpora_are_clear_errors() {
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let e = |docs: &[String]| Trainer::new(&model, docs, small_opts()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e(&[]).contains("empty"));
+    assert!(e(&["   ".into()]).contains("empty"));
+    assert!(e(&["a few words".into()]).contains("fewer than one training sequence"));
+    assert!(train_bpe(&[], 512).is_err());
+    assert!(train_bpe(&sample_docs(), 10).is_err());
+    let bad = TrainOptions { seq_len: 1000, ..small_opts() };
+    assert!(Trainer::new(&model, &sample_docs(), bad).err().unwrap().to_string().contains("seqLen"));
+}

@@ -218,23 +218,71 @@ export class DiffusionLM {
 }
 
 /**
- * The steps of one generation, as an async iterator. It takes the instance's lock when it
- * starts (first `next()` or reading `canvas`) and gives it back when it ends, is broken out
- * of, fails, or is aborted.
+ * An async iterator that holds the instance's lock while it runs: it takes the lock when it
+ * opens (first `next()`, or reading its start promise) and gives it back when it ends, is
+ * broken out of, fails, or is aborted. Subclasses say what opening and finishing do.
  */
-class StepStream {
-  constructor(lm, request, signal) {
+class LockedStream {
+  constructor(lm) {
     this._lm = lm;
-    this._request = request;
-    this._signal = signal;
-    this._started = null;
+    this._opened = null;
     this._finished = false;
     this._release = null;
   }
 
   [Symbol.asyncIterator]() { return this; }
 
-  /** The starting canvas: `{ids, fixed, pieces, total, masked}`. */
+  /** Runs `open()` under the lock, once. */
+  _open(open) {
+    if (!this._opened) {
+      this._opened = (async () => {
+        const lm = this._lm;
+        lm._alive();
+        this._release = await lm._lock.acquire();
+        try {
+          lm._alive();
+          return await open();
+        } catch (e) {
+          await this._close(false);
+          throw toTypedError(e);
+        }
+      })();
+    }
+    return this._opened;
+  }
+
+  async return() {
+    await this._close(true);
+    return { done: true, value: undefined };
+  }
+
+  async throw(e) {
+    await this._close(true);
+    throw e;
+  }
+
+  /** Ends the stream once: `_finish(early)` while the engine is still ours, then unlock. */
+  async _close(early) {
+    if (this._finished) return;
+    this._finished = true;
+    if (this._release && !this._lm._disposed) {
+      try { await this._finish(early); } catch { /* the engine is gone */ }
+    }
+    const r = this._release;
+    this._release = null;
+    r?.();
+  }
+}
+
+/** The steps of one generation (see `DiffusionLM.generate`). */
+class StepStream extends LockedStream {
+  constructor(lm, request, signal) {
+    super(lm);
+    this._request = request;
+    this._signal = signal;
+  }
+
+  /** The starting canvas: `{ids, fixed, pieces, total, masked, maskId}`. */
   get canvas() { return this._start(); }
 
   _aborted() {
@@ -242,25 +290,13 @@ class StepStream {
   }
 
   _start() {
-    if (!this._started) {
-      this._started = (async () => {
-        const lm = this._lm;
-        lm._alive();
-        this._release = await lm._lock.acquire();
-        try {
-          lm._alive();
-          this._aborted();
-          const c = await lm._t.call('begin', this._request);
-          this._fixed = c.fixed;
-          this._pieces = c.pieces.slice();
-          return { ids: Int32Array.from(c.ids), fixed: c.fixed, pieces: c.pieces, total: c.total, masked: c.masked, maskId: c.maskId };
-        } catch (e) {
-          await this._close(false);
-          throw toTypedError(e);
-        }
-      })();
-    }
-    return this._started;
+    return this._open(async () => {
+      this._aborted();
+      const c = await this._lm._t.call('begin', this._request);
+      this._fixed = c.fixed;
+      this._pieces = c.pieces.slice();
+      return { ids: Int32Array.from(c.ids), fixed: c.fixed, pieces: c.pieces, total: c.total, masked: c.masked, maskId: c.maskId };
+    });
   }
 
   async next() {
@@ -295,64 +331,32 @@ class StepStream {
     }
   }
 
-  async return() {
-    await this._close(true);
-    return { done: true, value: undefined };
-  }
-
-  async throw(e) {
-    await this._close(true);
-    throw e;
-  }
-
-  async _close(cancel) {
-    if (this._finished) return;
-    this._finished = true;
-    if (cancel && this._release && !this._lm._disposed) {
-      try { await this._lm._t.call('cancel', {}); } catch { /* the engine is gone */ }
-    }
-    const r = this._release;
-    this._release = null;
-    r?.();
+  /** A generation left early is cancelled in the engine. */
+  async _finish(early) {
+    if (early) await this._lm._t.call('cancel', {});
   }
 }
 
-/** A training run as an async iterator (see `DiffusionLM.train`). */
-class TrainStream {
+/** A training run (see `DiffusionLM.train`). */
+class TrainStream extends LockedStream {
   constructor(lm, corpus, o) {
-    this._lm = lm;
+    super(lm);
     this._corpus = corpus;
     this._o = o;
-    this._started = null;
-    this._finished = false;
     this._step = 0;
     this._tokens = 0;
     this._t0 = 0;
   }
 
-  [Symbol.asyncIterator]() { return this; }
-
   /** `{parameters, documents, trainTokens, validTokens, heldOut}` of the run. */
   get start() { return this._begin(); }
 
   _begin() {
-    if (!this._started) {
-      this._started = (async () => {
-        const lm = this._lm;
-        lm._alive();
-        this._release = await lm._lock.acquire();
-        try {
-          lm._alive();
-          const info = await lm._t.call('trainBegin', { corpus: this._corpus, request: this._o.request });
-          this._t0 = performance.now();
-          return info;
-        } catch (e) {
-          await this._close(false);
-          throw toTypedError(e);
-        }
-      })();
-    }
-    return this._started;
+    return this._open(async () => {
+      const info = await this._lm._t.call('trainBegin', { corpus: this._corpus, request: this._o.request });
+      this._t0 = performance.now();
+      return info;
+    });
   }
 
   async next() {
@@ -390,30 +394,14 @@ class TrainStream {
     }
   }
 
-  async return() {
-    await this._close(true);
-    return { done: true, value: undefined };
-  }
-
-  async throw(e) {
-    await this._close(true);
-    throw e;
-  }
-
-  /** Ends the run; with `adopt`, the trained weights become the generating model. */
-  async _close(adopt) {
-    if (this._finished) return;
-    this._finished = true;
+  /**
+   * Ends the run. Finished, stopped or aborted (`early`): the trained weights become the
+   * generating model (unless `adopt: false`); after an error the old model stays.
+   */
+  async _finish(early) {
     const lm = this._lm;
-    if (this._release && !lm._disposed) {
-      try {
-        if (adopt && this._o.adopt && this._step > 0) lm.info = await lm._t.call('trainAdopt', {});
-        await lm._t.call('trainEnd', {});
-      } catch { /* keep the old model */ }
-    }
-    const r = this._release;
-    this._release = null;
-    r?.();
+    if (early && this._o.adopt && this._step > 0) lm.info = await lm._t.call('trainAdopt', {});
+    await lm._t.call('trainEnd', {});
   }
 }
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 import {
   DiffusionLM, AbortError, DeviceError, DisposedError, FetchError, InputError, ModelError,
-  OptionsError, UnmaskError,
+  OptionsError, TrainingError, UnmaskError,
 } from '../../pkg/src/index.js';
 
 const MODEL = fileURLToPath(new URL('../../target/models/fixture.gguf', import.meta.url));
@@ -168,4 +168,35 @@ test('bad input gives typed errors', async () => {
   await m.dispose();
   await rejects(() => collect(m.generate('The cat')), DisposedError, /disposed/);
   await rejects(() => m.export(), DisposedError, /disposed/);
+});
+
+test('train streams steps; the trained model then generates; bad corpora are typed errors', async () => {
+  const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
+  const m = await DiffusionLM.load(bytes);
+  const run = m.train(corpus, { mode: 'scratch', steps: 30, vocab: 512, seqLen: 32, batchSize: 8, lr: 3e-3, evalEvery: 15 });
+  const info = await run.start;
+  assert.equal(info.documents, 6);
+  assert.ok(info.heldOut && info.trainTokens > info.validTokens);
+  const steps = [];
+  for await (const r of run) steps.push(r);
+  assert.deepEqual(steps.map((r) => r.step), Array.from({ length: 30 }, (_, i) => i + 1));
+  assert.deepEqual(steps.filter((r) => r.eval).map((r) => r.step), [15, 30]);
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+  assert.ok(mean(steps.slice(-5).map((r) => r.loss)) < mean(steps.slice(0, 5).map((r) => r.loss)));
+  assert.ok(steps.every((r) => r.tokensPerSec > 0 && Number.isFinite(r.loss)));
+  assert.equal(m.info.vocabSize, 512, 'the trained model was adopted');
+  assert.ok((await m.generateText('Call me', { length: 8, steps: 4 })).startsWith('Call me'));
+  // Aborting keeps what was trained and the instance usable.
+  const ctl = new AbortController();
+  await assert.rejects(async () => {
+    for await (const r of m.train(corpus, { mode: 'finetune', steps: 50, seqLen: 32, batchSize: 4, signal: ctl.signal })) {
+      if (r.step === 3) ctl.abort();
+    }
+  }, AbortError);
+  assert.equal((await collect(m.generate('Call me', { length: 6, steps: 3 }))).length, 3);
+  await assert.rejects(() => collect(m.train('', { mode: 'scratch' })), TrainingError);
+  await assert.rejects(() => collect(m.train('too short', { mode: 'finetune', seqLen: 64 })), TrainingError);
+  assert.throws(() => m.train(corpus, { mode: 'magic' }), OptionsError);
+  assert.throws(() => m.train(corpus, { lr: -1 }), OptionsError);
+  await m.dispose();
 });
