@@ -6,6 +6,7 @@ import init, { Engine } from '../dist/unmask.js';
 const NODE_FS = 'node:fs/promises';
 
 let ready;
+let wasmExports;
 
 /** Instantiates the wasm module once per realm. `wasm` may be bytes, a URL or undefined. */
 async function initWasm(wasm) {
@@ -17,7 +18,7 @@ async function initWasm(wasm) {
         const { readFile } = await import(/* @vite-ignore */ NODE_FS);
         source = await readFile(new URL('../dist/unmask_bg.wasm', import.meta.url));
       }
-      await init(source === undefined ? undefined : { module_or_path: source });
+      wasmExports = await init(source === undefined ? undefined : { module_or_path: source });
     })();
     ready.catch(() => { ready = undefined; });
   }
@@ -58,6 +59,9 @@ export class Host {
         this.engine = engine;
         return { info: engine.info() };
       }
+      case 'memory':
+        // wasm memory only grows; this is the high-water mark of the module.
+        return wasmExports ? wasmExports.memory.buffer.byteLength : 0;
       case 'dispose':
         this.engine?.free();
         this.engine = null;
@@ -75,7 +79,7 @@ export class Host {
       case 'cancel': this.engine.cancel(); return null;
       case 'encode': return Array.from(this.engine.encode(a.text));
       case 'render': return this.engine.render(Uint32Array.from(a.ids), a.mask);
-      case 'export': return this.engine.exportGguf(a.dtype);
+      case 'export': return a.dtype === 'safetensors' ? this.engine.exportSafetensors() : this.engine.exportGguf(a.dtype);
       case 'trainBegin': return this.engine.trainBegin(a.corpus, a.request);
       case 'trainStep': {
         const t0 = performance.now();

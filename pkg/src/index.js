@@ -194,7 +194,13 @@ export class DiffusionLM {
     return new TrainStream(this, corpus, trainOptions(opts));
   }
 
-  /** The model as GGUF bytes. */
+  /** Bytes of the engine's wasm memory (it only grows: the high-water mark). */
+  async memoryBytes() {
+    this._alive();
+    return this._t.call('memory', {});
+  }
+
+  /** The model as GGUF bytes (`f32`, `f16`, `q8_0`, `q4_k`) or `safetensors` (f32, HF names). */
   async export(dtype = 'q8_0') {
     this._alive();
     const release = await this._lock.acquire();

@@ -359,10 +359,7 @@ impl Trainer {
 
     /// `model.safetensors` bytes (Hugging Face layout; the decoder is tied, not stored).
     pub fn safetensors_bytes(&self) -> Result<Vec<u8>> {
-        let tensors = self.tensors()?;
-        let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        safetensors::tensor::serialize(views, None)
-            .map_err(|e| Error::Training(format!("cannot serialise weights: {e}")))
+        crate::model::weights::serialize(&self.tensors()?)
     }
 
     pub fn state(&self) -> TrainerState {
@@ -377,8 +374,7 @@ impl Trainer {
             named.push((format!("m.{n}"), self.adam.m[i].clone()));
             named.push((format!("v.{n}"), self.adam.v[i].clone()));
         }
-        let views: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        safetensors::tensor::serialize(views, None).map_err(|e| Error::Training(format!("cannot serialise optimizer: {e}")))
+        crate::model::weights::serialize(&named)
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -146,3 +146,9 @@ impl WeightStore {
             .sum()
     }
 }
+
+/// `model.safetensors` bytes of named f32 tensors.
+pub fn serialize(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    safetensors::tensor::serialize(views, None).map_err(|e| Error::model(format!("cannot serialise weights: {e}")))
+}

@@ -250,6 +250,13 @@ impl Engine {
         Ok(c.into_inner())
     }
 
+    /// The model's weights as `model.safetensors` bytes (f32, Hugging Face names).
+    #[wasm_bindgen(js_name = exportSafetensors)]
+    pub fn export_safetensors(&self) -> Result<Vec<u8>, JsValue> {
+        let tensors = crate::model::gguf::sorted_dense(&self.model.store).map_err(js_err)?;
+        crate::model::weights::serialize(&tensors).map_err(js_err)
+    }
+
     /// Prepares a training run on `corpus` (blank lines separate documents).
     #[wasm_bindgen(js_name = trainBegin)]
     pub fn train_begin(&mut self, corpus: &str, request: JsValue) -> Result<JsValue, JsValue> {

@@ -51,6 +51,17 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         sequences: usize,
     },
+    /// Time the encoder, a generation and training steps; prints medians and tokens/s.
+    Bench {
+        /// A Hugging Face folder or a .gguf file.
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Corpus for the training figures (tiny and small from scratch).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
     /// Print a model's configuration, storage type and size.
     Info {
         /// A Hugging Face folder or a .gguf file.
@@ -150,6 +161,7 @@ fn main() -> ExitCode {
         Cmd::Convert { input, output, dtype, name } => convert(input, output, dtype, name),
         Cmd::Info { model } => info(model),
         Cmd::Train(a) => train(a),
+        Cmd::Bench { model, corpus, repeats } => bench(model, corpus, repeats),
         Cmd::Eval { model, corpus, seq_len, sequences } => eval(model, corpus, seq_len, sequences),
     };
     match res {
@@ -438,5 +450,60 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
         }
         print_lines(&[format!("{strategy:?}: unigram entropy of samples {:.2} bits ({} tokens)", unigram_entropy(&all), all.len())]);
     }
+    Ok(())
+}
+
+fn median_ms(mut f: impl FnMut() -> Result<(), Error>, repeats: usize) -> Result<f64, Error> {
+    f()?; // warm-up
+    let mut t = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        t.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[t.len() / 2])
+}
+
+fn bench(model: PathBuf, corpus: Option<PathBuf>, repeats: usize) -> Result<(), Error> {
+    use unmask::diffusion::corpus::read_documents;
+    use unmask::diffusion::{TrainOptions, Trainer};
+    let m = load(&model)?;
+    let max = m.config().max_sequence_len();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let mut lines = vec![format!("model {} ({}), threads: {threads}", m.name, m.info().dtype)];
+    for len in [64usize, 128, 256].into_iter().filter(|&l| l <= max) {
+        let ids: Vec<u32> = (0..len as u32).map(|i| 1000 + i % 500).map(|i| i % m.config().vocab_size as u32).collect();
+        let all: Vec<usize> = (0..len).collect();
+        let ms = median_ms(|| m.logits_at(&ids, &all).map(|_| ()), repeats)?;
+        lines.push(format!("forward {len:>3} tokens (all logits)   {ms:8.1} ms"));
+    }
+    let gen_len = 256.min(max - 8);
+    let ms = median_ms(
+        || {
+            let c = Canvas::from_prompt(&m.codec, "the", gen_len, max)?;
+            let o = SampleOptions { steps: 10, ..Default::default() };
+            diffusion::generate(&m, c, &m.codec.banned_ids(), &o, |_| true).map(|_| ())
+        },
+        repeats.min(3),
+    )?;
+    lines.push(format!("generate {gen_len} tokens, 10 steps        {ms:8.1} ms"));
+    if let Some(c) = corpus {
+        let docs = read_documents(&[c])?;
+        for size in ["tiny", "small"] {
+            let codec = unmask::model::bpe::train_bpe(&docs, 1024)?;
+            let opts = TrainOptions { seq_len: 64, batch_size: 16, ..Default::default() };
+            let mut t = Trainer::from_scratch(size, codec, &docs, opts)?;
+            t.step()?;
+            let t0 = Instant::now();
+            let mut tokens = 0;
+            for _ in 0..5 {
+                tokens += t.step()?.tokens;
+            }
+            let tps = tokens as f64 / t0.elapsed().as_secs_f64();
+            lines.push(format!("train {size:<5} ({:.2} M params)       {tps:8.0} tok/s", t.parameter_count() as f64 / 1e6));
+        }
+    }
+    print_lines(&lines);
     Ok(())
 }
