@@ -149,7 +149,16 @@ def main():
     gen = torch.Generator().manual_seed(1000 + step)
     t0 = time.time()
     deadline = t0 + args.minutes * 60
-    log = open(os.path.join(os.makedirs(args.out, exist_ok=True) or args.out, "log.jsonl"), "a")
+    os.makedirs(args.out, exist_ok=True)
+    log_path = os.path.join(args.out, "log.jsonl")
+    history = open(log_path).read() if os.path.exists(log_path) else ""
+
+    def record(rec):
+        # Kept in memory and written into every checkpoint (the folder is swapped on save).
+        nonlocal history
+        history += json.dumps(rec) + "\n"
+        with open(log_path, "w") as f:
+            f.write(history)
 
     def save():
         tmp = args.out + ".partial"
@@ -157,8 +166,8 @@ def main():
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.copy(os.path.join(body, "tokenizer.json"), tmp)
         torch.save({"optimizer": opt.state_dict(), "step": step}, os.path.join(tmp, "trainer.pt"))
-        if os.path.exists(os.path.join(args.out, "log.jsonl")):
-            shutil.copy(os.path.join(args.out, "log.jsonl"), tmp)
+        with open(os.path.join(tmp, "log.jsonl"), "w") as f:
+            f.write(history)
         old = args.out + ".old"
         shutil.rmtree(old, ignore_errors=True)
         if os.path.exists(args.out):
@@ -186,14 +195,12 @@ def main():
         if step % args.eval_every == 0:
             ppl, ce = elbo_eval(model, valid, args.seq, (cls_id, sep_id, mask_id), device)
             rec = {"step": step, "loss": loss.item(), "elbo_ppl": ppl, "valid_ce": ce, "minutes": (time.time() - t0) / 60}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            record(rec)
             print(rec, file=sys.stderr, flush=True)
             save()
     ppl, ce = elbo_eval(model, valid, args.seq, (cls_id, sep_id, mask_id), device)
     rec = {"step": step, "elbo_ppl": ppl, "valid_ce": ce, "minutes": (time.time() - t0) / 60, "final": True}
-    log.write(json.dumps(rec) + "\n")
-    log.close()
+    record(rec)
     save()
     print(rec, file=sys.stderr)
 
