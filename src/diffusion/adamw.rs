@@ -30,12 +30,13 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr`. Matrices decay; biases, norms and 1-D tensors
-    /// do not.
-    pub fn update(&mut self, vars: &[(String, Var)], grads: &[Tensor], lr: f64) -> Result<()> {
+    /// do not. Tensors without a gradient (unused by the forward pass) are not touched.
+    pub fn update(&mut self, vars: &[(String, Var)], grads: &[Option<Tensor>], lr: f64) -> Result<()> {
         self.t += 1;
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
         for (i, ((_, var), g)) in vars.iter().zip(grads).enumerate() {
+            let Some(g) = g else { continue };
             let m = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let step = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + self.eps)?)?;

@@ -203,7 +203,8 @@ impl Trainer {
         }
         let mut encoder = Encoder::load(&config, &store)?;
         encoder.mode = Mode::Train;
-        // Only tensors the encoder uses are trained (a checkpoint's pooler is carried along).
+        // Tensors the encoder does not use (a checkpoint's pooler) get no gradient and are
+        // left as they are.
         let adam = AdamW::new(&vars, options.weight_decay)?;
         Ok(Self {
             config,
@@ -264,13 +265,8 @@ impl Trainer {
         }
         let loss = ce_sum / masked as f32;
         let objective = obj_sum / maskable as f32;
-        let grads: Vec<Tensor> = grads
-            .into_iter()
-            .zip(&self.vars)
-            .map(|(g, (_, v))| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<_>>()?;
         let mut sq = 0f32;
-        for g in &grads {
+        for g in grads.iter().flatten() {
             sq += g.sqr()?.sum_all()?.to_scalar::<f32>()?;
         }
         let grad_norm = sq.sqrt();
@@ -282,12 +278,12 @@ impl Trainer {
             )));
         }
         let clip = self.options.clip;
-        let grads = if clip > 0.0 && grad_norm as f64 > clip {
+        if clip > 0.0 && grad_norm as f64 > clip {
             let s = clip / grad_norm as f64;
-            grads.iter().map(|g| g * s).collect::<candle_core::Result<Vec<_>>>()?
-        } else {
-            grads
-        };
+            for g in grads.iter_mut().flatten() {
+                *g = (&*g * s)?;
+            }
+        }
         self.adam.update(&self.vars, &grads, lr)?;
         self.step += 1;
         self.tokens += tokens as u64;
