@@ -148,3 +148,19 @@ fn bad_corpora_are_clear_errors() {
     let bad = TrainOptions { seq_len: 1000, ..small_opts() };
     assert!(Trainer::new(&model, &sample_docs(), bad).err().unwrap().to_string().contains("seqLen"));
 }
+
+#[test]
+fn the_split_is_by_document_and_fraction_zero_keeps_everything() {
+    use unmask::diffusion::corpus::Corpus;
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let docs = sample_docs();
+    let all = Corpus::build(&model.codec, &docs, 0.0, 1, 32).unwrap();
+    assert!(!all.held_out);
+    assert_eq!(all.valid, all.train);
+    let split = Corpus::build(&model.codec, &docs, 0.2, 1, 32).unwrap();
+    assert!(split.held_out);
+    // Whole documents move: train + valid tokens are exactly all tokens.
+    assert_eq!(split.train.len() + split.valid.len(), all.train.len());
+    let one = Corpus::build(&model.codec, &docs[..1], 0.5, 1, 32).unwrap();
+    assert!(!one.held_out, "a one-document corpus cannot hold one out");
+}

@@ -20,6 +20,8 @@ SENTENCES = [
 
 model_dir, out = sys.argv[1], sys.argv[2]
 tok = Tokenizer.from_file(f"{model_dir}/tokenizer.json")
+tok.no_padding()
+tok.no_truncation()
 rows = [tok.encode(s).ids for s in SENTENCES]
 n = min(len(r) for r in rows)
 ids = torch.tensor([r[:n - 1] + r[-1:] for r in rows], dtype=torch.long)

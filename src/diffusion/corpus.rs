@@ -34,7 +34,12 @@ impl Corpus {
         }
         let mut order: Vec<usize> = (0..docs.len()).collect();
         Rng::new(seed ^ 0x5eed).shuffle(&mut order);
-        let n_valid = if docs.len() >= 2 { ((docs.len() as f64 * valid_fraction).round() as usize).clamp(1, docs.len() - 1) } else { 0 };
+        // valid_fraction 0 means "evaluate on the training text" (as `unmask eval` does).
+        let n_valid = if docs.len() >= 2 && valid_fraction > 0.0 {
+            ((docs.len() as f64 * valid_fraction).round() as usize).clamp(1, docs.len() - 1)
+        } else {
+            0
+        };
         let (valid_idx, train_idx) = order.split_at(n_valid);
         let stream = |idx: &[usize]| -> Result<Vec<u32>> {
             let mut sorted = idx.to_vec();

@@ -25,8 +25,15 @@ fn find(tok: &Tokenizer, candidates: &[&str]) -> Option<(u32, String)> {
 
 impl TextCodec {
     pub fn from_json(json: &str) -> Result<Self> {
-        let tokenizer = Tokenizer::from_bytes(json.as_bytes())
+        let mut tokenizer = Tokenizer::from_bytes(json.as_bytes())
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not a valid tokenizer: {e}")))?;
+        // Checkpoints often ship `tokenizer.json` with truncation and fixed-length padding for
+        // their original task (sentence-transformers: 128). We place every token ourselves:
+        // a prompt must be neither cut nor padded.
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
+        tokenizer.with_padding(None);
         let (mask_id, mask_text) = find(&tokenizer, &["<mask>", "[MASK]"])
             .ok_or_else(|| Error::Tokenizer("the tokenizer has no mask token (<mask> or [MASK])".into()))?;
         let (bos_id, _) = find(&tokenizer, &["<s>", "[CLS]"])
@@ -133,5 +140,23 @@ impl TextCodec {
             out.push_str(&self.decode(&run));
         }
         out.trim_start().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_and_padding_in_tokenizer_json_are_ignored() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bert/tokenizer.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["truncation"] = serde_json::json!({"max_length": 3, "strategy": "LongestFirst", "stride": 0, "direction": "Right"});
+        v["padding"] = serde_json::json!({"strategy": {"Fixed": 32}, "direction": "Right", "pad_to_multiple_of": null,
+            "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"});
+        let codec = TextCodec::from_json(&v.to_string()).unwrap();
+        let ids = codec.encode("The cat sat on the mat and the dog lay by the door.").unwrap();
+        assert!(ids.len() > 3 && ids.len() < 32, "{} ids", ids.len());
+        assert!(!ids.contains(&codec.pad_id.unwrap()));
     }
 }

@@ -437,8 +437,16 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
     let docs = read_documents(&corpus)?;
     let m = load(&model)?;
     let opts = TrainOptions { seq_len, valid_fraction: 0.0, eval_sequences: sequences, ..Default::default() };
-    let e = Trainer::new(&m, &docs, opts)?.evaluate()?;
-    print_lines(&[format!("ELBO perplexity  {:.3} (masked CE {:.4} nats over t = 0.1 … 1.0, {} tokens)", e.elbo_perplexity, e.loss, e.tokens)]);
+    let trainer = Trainer::new(&m, &docs, opts)?;
+    let e = trainer.evaluate()?;
+    print_lines(&[format!(
+        "ELBO perplexity  {:.3} (masked CE {:.4} nats over t = 0.1 … 1.0; {} windows of {seq_len} from {} documents, {} tokens)",
+        e.elbo_perplexity,
+        e.loss,
+        sequences,
+        trainer.corpus().documents,
+        trainer.corpus().valid.len()
+    )]);
     let prompts: Vec<String> = docs.iter().take(5).map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
     for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
         let mut all = Vec::new();
