@@ -48,3 +48,36 @@ fn logits_at_selected_positions_equal_the_full_forward() {
         }
     }
 }
+
+#[test]
+fn sharded_checkpoints_load_like_single_files() {
+    let src = fixture("roberta");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let all = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [("model-00001-of-00002.safetensors", a), ("model-00002-of-00002.safetensors", b)] {
+        let shard: std::collections::HashMap<String, Tensor> = part.iter().map(|n| ((*n).clone(), all[*n].clone())).collect();
+        candle_core::safetensors::save(&shard, dir.path().join(file)).unwrap();
+        for n in part {
+            weight_map.insert((*n).clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let sharded = Model::load(dir.path()).unwrap();
+    let single = Model::load(&src).unwrap();
+    let (ids, _) = expected("roberta");
+    let d = max_abs_diff(&sharded.encoder.forward(&ids).unwrap(), &single.encoder.forward(&ids).unwrap());
+    assert_eq!(d, 0.0);
+    // A shard name that escapes the folder is refused.
+    let evil = serde_json::json!({ "weight_map": { "x": "../x.safetensors" } });
+    std::fs::write(dir.path().join("model.safetensors.index.json"), evil.to_string()).unwrap();
+    let e = Model::load(dir.path()).err().expect("escaping shard accepted").to_string();
+    assert!(e.contains("leaves the model folder"), "{e}");
+}

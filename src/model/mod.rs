@@ -85,14 +85,11 @@ impl Model {
             if !tok_path.exists() {
                 return Err(Error::Tokenizer(format!("{} has no tokenizer.json", path.display())));
             }
-            let st = path.join("model.safetensors");
-            if !st.exists() {
-                return Err(Error::model(format!(
-                    "{} has no model.safetensors (PyTorch .bin checkpoints are not supported; re-save with safe_serialization=True)",
-                    path.display()
-                )));
-            }
-            Self::from_hf_bytes(&name, &read(path.join("config.json"), "config.json")?, &read(st, "weights")?, &read(tok_path, "tokenizer")?)
+            let config = ModelConfig::from_json(&read(path.join("config.json"), "config.json")?)?;
+            let tok = String::from_utf8(read(tok_path, "tokenizer")?)
+                .map_err(|_| Error::Tokenizer("tokenizer.json is not UTF-8".into()))?;
+            let store = read_safetensors_dir(path)?;
+            Self::from_parts(&name, config, store, &tok)
         } else {
             Self::from_gguf_bytes(&read(path.to_path_buf(), "model file")?)
         }
@@ -133,4 +130,38 @@ impl Model {
         let t: Tensor = self.encoder.logits_at(ids, positions)?;
         Ok(t.flatten_all()?.to_vec1::<f32>()?)
     }
+}
+
+/// The weights of a Hugging Face folder: `model.safetensors`, or the shards listed in
+/// `model.safetensors.index.json` (as `save_pretrained` writes large or `max_shard_size` models).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_safetensors_dir(path: &std::path::Path) -> Result<WeightStore> {
+    let read = |p: std::path::PathBuf| std::fs::read(&p).map_err(|e| Error::model(format!("cannot read {}: {e}", p.display())));
+    let single = path.join("model.safetensors");
+    if single.exists() {
+        return WeightStore::from_safetensors(&read(single)?);
+    }
+    let index = path.join("model.safetensors.index.json");
+    if !index.exists() {
+        return Err(Error::model(format!(
+            "{} has no model.safetensors (PyTorch .bin checkpoints are not supported; re-save with safe_serialization=True)",
+            path.display()
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&read(index)?)
+        .map_err(|e| Error::model(format!("model.safetensors.index.json is not valid JSON: {e}")))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object())
+        .ok_or_else(|| Error::model("model.safetensors.index.json has no weight_map"))?;
+    let mut shards: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let mut store = WeightStore::default();
+    for shard in shards {
+        // Shard names come from the file: keep them inside the folder.
+        if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+            return Err(Error::model(format!("shard name `{shard}` leaves the model folder")));
+        }
+        store.merge(WeightStore::from_safetensors(&read(path.join(shard))?)?);
+    }
+    Ok(store)
 }

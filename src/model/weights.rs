@@ -54,6 +54,11 @@ impl WeightStore {
         Ok(Self { tensors })
     }
 
+    /// Adds every tensor of another store (a further shard of a sharded checkpoint).
+    pub fn merge(&mut self, other: WeightStore) {
+        self.tensors.extend(other.tensors);
+    }
+
     /// Reads every tensor of a parsed GGUF file. Tensors stay quantized; `dense` dequantizes
     /// on demand.
     pub fn from_gguf(content: &gguf_file::Content, bytes: &[u8]) -> Result<Self> {
