@@ -116,6 +116,10 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--limit-chars", type=int, default=0, help="use only this much of train.txt (quick runs)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    ap.add_argument("--export", default="", help="also write bf16 weights in <=15 MB shards here "
+                    "(for a device run's $OUT: `unmask convert` reads shards and bf16)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,6 +140,7 @@ def main():
         cfg.architectures = ["BertForMaskedLM"]
         model = BertForMaskedLM.from_pretrained(body, config=cfg)  # fresh head, tied decoder
     model.to(device).train()
+    fwd = torch.compile(model) if args.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
     step = 0
     if resume:
@@ -183,7 +188,8 @@ def main():
         starts = torch.randint(0, len(train), (args.batch,), generator=gen)
         x = windows(train, starts, args.seq, cls_id, sep_id)
         inp, m, t, _ = mask_batch(x, mask_id, gen)
-        logits = model(input_ids=inp.to(device)).logits
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = fwd(input_ids=inp.to(device)).logits
         loss = torch.nn.functional.cross_entropy(logits[m.to(device)].float(), x[m].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -202,6 +208,12 @@ def main():
     rec = {"step": step, "elbo_ppl": ppl, "valid_ce": ce, "minutes": (time.time() - t0) / 60, "final": True}
     record(rec)
     save()
+    if args.export:
+        shutil.rmtree(args.export, ignore_errors=True)
+        model.to(torch.bfloat16).save_pretrained(args.export, safe_serialization=True, max_shard_size="15MB")
+        shutil.copy(os.path.join(body, "tokenizer.json"), args.export)
+        with open(os.path.join(args.export, "log.jsonl"), "w") as f:
+            f.write(history)
     print(rec, file=sys.stderr)
 
 
