@@ -303,11 +303,11 @@ impl Encoder {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
             return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", self.config.vocab_size)));
         }
-        let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
-        let hidden = self.hidden(&t)?.squeeze(0)?;
         if positions.iter().any(|&p| p >= ids.len()) {
             return Err(Error::input("position outside the sequence"));
         }
+        let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        let hidden = self.hidden(&t)?.squeeze(0)?;
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx = Tensor::new(idx.as_slice(), self.device())?;
         let rows = hidden.index_select(&idx, 0)?;

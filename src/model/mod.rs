@@ -60,10 +60,14 @@ impl Model {
     /// A Hugging Face checkpoint given as bytes: `config.json`, `model.safetensors`,
     /// `tokenizer.json`.
     pub fn from_hf_bytes(name: &str, config_json: &[u8], safetensors: &[u8], tokenizer_json: &[u8]) -> Result<Self> {
+        Self::from_hf_parts(name, config_json, WeightStore::from_safetensors(safetensors)?, tokenizer_json)
+    }
+
+    /// A Hugging Face checkpoint whose weights are already read (one file or shards).
+    fn from_hf_parts(name: &str, config_json: &[u8], store: WeightStore, tokenizer_json: &[u8]) -> Result<Self> {
         let config = ModelConfig::from_json(config_json)?;
         let tok = std::str::from_utf8(tokenizer_json)
             .map_err(|_| Error::Tokenizer("tokenizer.json is not UTF-8".into()))?;
-        let store = WeightStore::from_safetensors(safetensors)?;
         Self::from_parts(name, config, store, tok)
     }
 
@@ -85,11 +89,9 @@ impl Model {
             if !tok_path.exists() {
                 return Err(Error::Tokenizer(format!("{} has no tokenizer.json", path.display())));
             }
-            let config = ModelConfig::from_json(&read(path.join("config.json"), "config.json")?)?;
-            let tok = String::from_utf8(read(tok_path, "tokenizer")?)
-                .map_err(|_| Error::Tokenizer("tokenizer.json is not UTF-8".into()))?;
-            let store = read_safetensors_dir(path)?;
-            Self::from_parts(&name, config, store, &tok)
+            let config = read(path.join("config.json"), "config.json")?;
+            let tok = read(tok_path, "tokenizer")?;
+            Self::from_hf_parts(&name, &config, read_safetensors_dir(path)?, &tok)
         } else {
             Self::from_gguf_bytes(&read(path.to_path_buf(), "model file")?)
         }
