@@ -38,7 +38,7 @@ impl Canvas {
             return Err(Error::options("length must be at least 1"));
         }
         let p = codec.encode(prompt.trim_end())?;
-        check_len(p.len() + length + 2, max_len)?;
+        check_len(p.len().saturating_add(length).saturating_add(2), max_len)?;
         let mut ids = vec![codec.bos_id];
         ids.extend(&p);
         ids.extend(std::iter::repeat(codec.mask_id).take(length));

@@ -9,6 +9,7 @@ pub mod adamw;
 pub mod canvas;
 pub mod corpus;
 pub mod objective;
+pub mod request;
 pub mod rng;
 pub mod sampler;
 pub mod sampling;

@@ -157,12 +157,24 @@ impl ModelConfig {
 
     /// Parameters of encoder + head (tied decoder counted once).
     pub fn parameter_count(&self) -> usize {
-        let (h, i, l, v) = (self.hidden_size, self.intermediate_size, self.num_hidden_layers, self.vocab_size);
-        let emb = v * h + self.max_position_embeddings * h + self.type_vocab_size * h + 2 * h;
-        let layer = 4 * (h * h + h) + 2 * (h * i) + i + h + 4 * h;
-        let head = h * h + h + 2 * h + v;
-        let final_ln = if self.family().map(|f| f.pre_layer_norm()).unwrap_or(false) { 2 * h } else { 0 };
-        emb + l * layer + head + final_ln
+        // Saturating u64 arithmetic: this runs on hostile configs before they are refused, and
+        // usize is 32 bits in wasm.
+        let [h, i, l, v, p, t] = [
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.vocab_size,
+            self.max_position_embeddings,
+            self.type_vocab_size,
+        ]
+        .map(|x| x as u64);
+        let m = |a: u64, b: u64| a.saturating_mul(b);
+        let sum = |xs: &[u64]| xs.iter().fold(0u64, |acc, &x| acc.saturating_add(x));
+        let emb = sum(&[m(v, h), m(p, h), m(t, h), m(2, h)]);
+        let layer = sum(&[m(4, m(h, h).saturating_add(h)), m(2, m(h, i)), i, h, m(4, h)]);
+        let head = sum(&[m(h, h), h, m(2, h), v]);
+        let final_ln = if self.family().map(|f| f.pre_layer_norm()).unwrap_or(false) { m(2, h) } else { 0 };
+        usize::try_from(sum(&[emb, m(l, layer), head, final_ln])).unwrap_or(usize::MAX)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -198,7 +210,13 @@ impl ModelConfig {
         }
         // Checked arithmetic: a config claiming huge sizes is refused before any allocation.
         let h = self.hidden_size;
-        let big = [self.vocab_size, self.intermediate_size, self.max_position_embeddings, self.num_hidden_layers];
+        let big = [
+            self.vocab_size,
+            self.intermediate_size,
+            self.max_position_embeddings,
+            self.num_hidden_layers,
+            self.type_vocab_size,
+        ];
         let overflow = big.iter().any(|&x| x.checked_mul(h).map_or(true, |p| p > MAX_PARAMS));
         if overflow || self.parameter_count() > MAX_PARAMS {
             return Err(Error::model(format!(

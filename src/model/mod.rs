@@ -53,6 +53,15 @@ impl Model {
                 codec.vocab_size, config.vocab_size
             )));
         }
+        // A tokenizer of the right size can still be another model's (BERT's `[PAD]` = 0 on a
+        // RoBERTa whose padding is 1): the padding id both files declare must agree.
+        if let (Some(cfg_pad), Some(tok_pad)) = (config.pad_token_id, codec.pad_id) {
+            if cfg_pad != tok_pad {
+                return Err(Error::Tokenizer(format!(
+                    "the tokenizer pads with id {tok_pad} but config.json says {cfg_pad}: wrong tokenizer for this model?"
+                )));
+            }
+        }
         let encoder = Encoder::load(&config, &store)?;
         Ok(Self { encoder, codec, store, name: name.to_string() })
     }

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::diffusion::corpus::split_documents;
-use crate::diffusion::{Canvas, SampleOptions, Session, TrainOptions, Trainer};
+use crate::diffusion::request::{GenerateRequest, TrainRequest};
+use crate::diffusion::{Session, Trainer};
 use crate::error::Error;
 use crate::model::gguf::WeightDtype;
 use crate::Model;
@@ -29,37 +29,6 @@ fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> Result<T, Js
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Pin {
-    position: usize,
-    text: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CanvasIn {
-    ids: Vec<u32>,
-    fixed: Vec<bool>,
-}
-
-/// What `Engine::begin` accepts: exactly one of `prompt`, `template`, `canvas`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct BeginRequest {
-    prompt: Option<String>,
-    template: Option<String>,
-    canvas: Option<CanvasIn>,
-    length: Option<usize>,
-    #[serde(default)]
-    pins: Vec<Pin>,
-    /// Positions to re-mask in `canvas` (edit in place).
-    #[serde(default)]
-    remask: Vec<usize>,
-    #[serde(default)]
-    options: SampleOptions,
 }
 
 #[derive(Serialize)]
@@ -95,26 +64,6 @@ struct StepOut {
     done: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TrainRequest {
-    /// `finetune` the loaded model, or `scratch` (a new tokenizer and model).
-    mode: String,
-    #[serde(default = "default_size")]
-    size: String,
-    #[serde(default = "default_vocab")]
-    vocab: usize,
-    #[serde(default)]
-    options: TrainOptions,
-}
-
-fn default_size() -> String {
-    "tiny".into()
-}
-fn default_vocab() -> usize {
-    1024
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TrainStart {
@@ -148,31 +97,9 @@ impl Engine {
     /// Starts a generation; returns the initial canvas.
     pub fn begin(&mut self, request: JsValue) -> Result<JsValue, JsValue> {
         self.session = None;
-        let req: BeginRequest = from_js(request, "generation request")?;
+        let req: GenerateRequest = from_js(request, "generation request")?;
+        let session = req.into_session(&self.model).map_err(js_err)?;
         let codec = &self.model.codec;
-        let max = self.model.config().max_sequence_len();
-        let mut canvas = match (req.prompt, req.template, req.canvas) {
-            (Some(p), None, None) => Canvas::from_prompt(codec, &p, req.length.unwrap_or(32), max),
-            (None, Some(t), None) => Canvas::from_template(codec, &t, max),
-            (None, None, Some(c)) => {
-                if c.ids.len() > max {
-                    return Err(js_err(Error::input(format!("canvas of {} tokens exceeds the context of {max}", c.ids.len()))));
-                }
-                Canvas::new(c.ids, c.fixed, codec.mask_id)
-            }
-            _ => Err(Error::input("give exactly one of prompt, template or canvas")),
-        }
-        .map_err(js_err)?;
-        canvas.remask(&req.remask).map_err(js_err)?;
-        for pin in &req.pins {
-            let ids = codec.encode(&pin.text).map_err(js_err)?;
-            let masked = canvas.masked();
-            let at = *masked.get(pin.position).ok_or_else(|| {
-                js_err(Error::input(format!("pin position {} is outside the {} masked tokens", pin.position, masked.len())))
-            })?;
-            canvas.pin(at, &ids).map_err(js_err)?;
-        }
-        let session = Session::new(canvas, &codec.banned_ids(), &req.options).map_err(js_err)?;
         let c = session.canvas();
         let out = CanvasOut {
             ids: c.ids.clone(),
@@ -262,14 +189,7 @@ impl Engine {
     pub fn train_begin(&mut self, corpus: &str, request: JsValue) -> Result<JsValue, JsValue> {
         self.trainer = None;
         let req: TrainRequest = from_js(request, "training request")?;
-        let docs = split_documents(corpus);
-        let trainer = match req.mode.as_str() {
-            "finetune" => Trainer::new(&self.model, &docs, req.options),
-            "scratch" => crate::model::bpe::train_bpe(&docs, req.vocab)
-                .and_then(|codec| Trainer::from_scratch(&req.size, codec, &docs, req.options)),
-            m => Err(Error::options(format!("mode must be `finetune` or `scratch`, got `{m}`"))),
-        }
-        .map_err(js_err)?;
+        let trainer = req.into_trainer(&self.model, corpus).map_err(js_err)?;
         let c = trainer.corpus();
         let out = TrainStart {
             parameters: trainer.parameter_count(),

@@ -1,0 +1,118 @@
+//! Requests as they arrive from outside (JS objects, JSON): parsed with `serde`, checked, and
+//! turned into a sampling [`Session`] or a [`Trainer`]. Kept out of the wasm layer so the
+//! same code is fuzzed natively (`fuzz/fuzz_targets/request.rs`) and the web surface stays thin.
+
+use serde::Deserialize;
+
+use super::corpus::split_documents;
+use super::{Canvas, SampleOptions, Session, TrainOptions, Trainer};
+use crate::error::{Error, Result};
+use crate::Model;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pin {
+    /// Index among the masked positions (not the absolute position).
+    pub position: usize,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanvasIn {
+    pub ids: Vec<u32>,
+    pub fixed: Vec<bool>,
+}
+
+/// A generation: exactly one of `prompt`, `template`, `canvas`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateRequest {
+    pub prompt: Option<String>,
+    pub template: Option<String>,
+    pub canvas: Option<CanvasIn>,
+    pub length: Option<usize>,
+    #[serde(default)]
+    pub pins: Vec<Pin>,
+    /// Positions to re-mask in `canvas` (edit in place).
+    #[serde(default)]
+    pub remask: Vec<usize>,
+    #[serde(default)]
+    pub options: SampleOptions,
+}
+
+/// Parses a JSON request; a malformed one is an options error naming the field.
+pub fn from_json<T: for<'de> Deserialize<'de>>(json: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(json).map_err(|e| Error::options(format!("{what}: {e}")))
+}
+
+impl GenerateRequest {
+    /// The canvas this request describes, checked against the model's context and vocabulary,
+    /// and a sampling session over it.
+    pub fn into_session(self, model: &Model) -> Result<Session> {
+        let codec = &model.codec;
+        let max = model.config().max_sequence_len();
+        let mut canvas = match (self.prompt, self.template, self.canvas) {
+            (Some(p), None, None) => Canvas::from_prompt(codec, &p, self.length.unwrap_or(32), max)?,
+            (None, Some(t), None) => Canvas::from_template(codec, &t, max)?,
+            (None, None, Some(c)) => {
+                if c.ids.len() > max {
+                    return Err(Error::input(format!("canvas of {} tokens exceeds the context of {max}", c.ids.len())));
+                }
+                let vocab = model.config().vocab_size;
+                if let Some(bad) = c.ids.iter().find(|&&i| i as usize >= vocab) {
+                    return Err(Error::input(format!("canvas token id {bad} is outside the vocabulary of {vocab}")));
+                }
+                Canvas::new(c.ids, c.fixed, codec.mask_id)?
+            }
+            _ => return Err(Error::input("give exactly one of prompt, template or canvas")),
+        };
+        canvas.remask(&self.remask)?;
+        for pin in &self.pins {
+            let ids = codec.encode(&pin.text)?;
+            let masked = canvas.masked();
+            let at = *masked.get(pin.position).ok_or_else(|| {
+                Error::input(format!("pin position {} is outside the {} masked tokens", pin.position, masked.len()))
+            })?;
+            canvas.pin(at, &ids)?;
+        }
+        Session::new(canvas, &codec.banned_ids(), &self.options)
+    }
+}
+
+/// A training run on a pasted corpus.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainRequest {
+    /// `finetune` the loaded model, or `scratch` (a new tokenizer and model).
+    pub mode: String,
+    #[serde(default = "default_size")]
+    pub size: String,
+    #[serde(default = "default_vocab")]
+    pub vocab: usize,
+    #[serde(default)]
+    pub options: TrainOptions,
+}
+
+fn default_size() -> String {
+    "tiny".into()
+}
+fn default_vocab() -> usize {
+    1024
+}
+
+impl TrainRequest {
+    pub fn into_trainer(self, model: &Model, corpus: &str) -> Result<Trainer> {
+        let docs = split_documents(corpus);
+        match self.mode.as_str() {
+            "finetune" => Trainer::new(model, &docs, self.options),
+            "scratch" => {
+                // Options are checked before the (slow) tokenizer training.
+                self.options.validate(usize::MAX)?;
+                let codec = crate::model::bpe::train_bpe(&docs, self.vocab)?;
+                Trainer::from_scratch(&self.size, codec, &docs, self.options)
+            }
+            m => Err(Error::options(format!("mode must be `finetune` or `scratch`, got `{m}`"))),
+        }
+    }
+}
