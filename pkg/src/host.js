@@ -7,6 +7,9 @@ const NODE_FS = 'node:fs/promises';
 
 let ready;
 let wasmExports;
+// Every Host in a realm shares one wasm instance and its memory: after a trap none of them
+// can be trusted (in a Worker, the default, that realm holds only one model).
+let realmBroken = null;
 
 /** Instantiates the wasm module once per realm. `wasm` may be bytes, a URL or undefined. */
 async function initWasm(wasm) {
@@ -36,15 +39,17 @@ export class Host {
   }
 
   async call(op, args) {
-    if (this.broken) throw { name: 'InternalError', message: this.broken };
+    if (realmBroken) throw { name: 'InternalError', message: realmBroken };
     try {
       return await this.dispatch(op, args);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) {
-        // A trap leaves the module's memory in an unknown state: refuse further calls.
-        this.broken = `internal engine fault (${e.message}); the instance is no longer usable`;
+        // A trap (a Rust panic, or memory exhausted) leaves the module's memory in an unknown
+        // state: refuse further calls instead of computing on it.
+        realmBroken = `internal engine fault (${e.message}); this instance is no longer usable, load the model again${
+          typeof WorkerGlobalScope === 'undefined' ? ' in a Worker (the default in browsers) or a new process' : ''}`;
         this.engine = null;
-        throw { name: 'InternalError', message: this.broken };
+        throw { name: 'InternalError', message: realmBroken };
       }
       throw plain(e);
     }
@@ -90,6 +95,8 @@ export class Host {
       case 'trainEvaluate': return this.engine.trainEvaluate();
       case 'trainAdopt': return this.engine.trainAdopt();
       case 'trainEnd': this.engine.trainEnd(); return null;
+      // Test hook: a deliberate Rust panic, to check that faults surface as InternalError.
+      case 'fault': return this.engine.faultForTesting();
       case 'sample': {
         // A whole generation in one call (samples shown while training).
         this.engine.begin({ prompt: a.prompt, length: a.length, options: a.options });

@@ -225,6 +225,13 @@ impl Engine {
         self.info()
     }
 
+    /// Panics on purpose: the tests use it to check that a Rust panic reaches JS as a typed
+    /// error and the instance is marked unusable, not left computing on broken memory.
+    #[wasm_bindgen(js_name = faultForTesting)]
+    pub fn fault_for_testing(&self) {
+        panic!("deliberate fault for testing");
+    }
+
     /// Ends the training run and frees its memory.
     #[wasm_bindgen(js_name = trainEnd)]
     pub fn train_end(&mut self) {
