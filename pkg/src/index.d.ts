@@ -166,7 +166,7 @@ export interface TrainStep {
 }
 
 export interface TrainStream extends AsyncIterableIterator<TrainStep> {
-  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean }>;
+  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number }>;
 }
 
 export interface DiffusionLM {

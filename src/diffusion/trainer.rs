@@ -165,6 +165,37 @@ pub struct Trainer {
     name: String,
 }
 
+/// Bytes a wasm instance may use for training: its address space is 4 GiB, and the model,
+/// the page's buffers and allocator slack need the rest. Natively there is no fixed bound.
+const WASM_TRAIN_BUDGET: u64 = 3 << 30;
+
+/// A rough upper estimate of a run's memory: f32 weights + gradients + two Adam moments, the
+/// activations kept for the backward pass (per layer: ~14 hidden-wide and 4 FFN-wide values
+/// per token plus 3 attention maps), and logits with their softmax and gradient.
+pub fn estimate_bytes(config: &ModelConfig, o: &TrainOptions) -> u64 {
+    let (h, i, l, v) = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size);
+    let tokens = (o.batch_size as u64).saturating_mul(o.seq_len as u64);
+    let per_token = (l as u64).saturating_mul((14 * h + 4 * i + 3 * config.num_attention_heads * o.seq_len) as u64);
+    let activations = tokens.saturating_mul(per_token.saturating_add(3 * v as u64)).saturating_mul(4);
+    (config.parameter_count() as u64).saturating_mul(16).saturating_add(activations)
+}
+
+fn check_memory(config: &ModelConfig, o: &TrainOptions) -> Result<()> {
+    let need = estimate_bytes(config, o);
+    if cfg!(target_arch = "wasm32") && need > WASM_TRAIN_BUDGET {
+        return Err(Error::options(format!(
+            "this run needs about {} MiB (weights, gradients, Adam state and activations for batchSize {} × seqLen {}), \
+             more than the {} MiB a wasm instance can give it: use a smaller batchSize or seqLen (accumulate keeps the \
+             effective batch)",
+            need >> 20,
+            o.batch_size,
+            o.seq_len,
+            WASM_TRAIN_BUDGET >> 20
+        )));
+    }
+    Ok(())
+}
+
 impl Trainer {
     /// Fine-tunes `model` (quantized weights are dequantized to f32 first).
     pub fn new(model: &Model, docs: &[String], options: TrainOptions) -> Result<Self> {
@@ -191,6 +222,7 @@ impl Trainer {
         options: TrainOptions,
     ) -> Result<Self> {
         options.validate(config.max_sequence_len())?;
+        check_memory(&config, &options)?;
         let corpus = Corpus::build(&codec, docs, options.valid_fraction, options.seed, options.seq_len)?;
         let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();

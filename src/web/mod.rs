@@ -72,6 +72,8 @@ struct TrainStart {
     train_tokens: usize,
     valid_tokens: usize,
     held_out: bool,
+    /// The trainer's estimate of the run's memory (it refuses runs over the wasm budget).
+    estimated_bytes: u64,
 }
 
 #[wasm_bindgen]
@@ -197,6 +199,7 @@ impl Engine {
             train_tokens: c.train.len(),
             valid_tokens: c.valid.len(),
             held_out: c.held_out,
+            estimated_bytes: crate::diffusion::trainer::estimate_bytes(&trainer.config, &trainer.options),
         };
         self.trainer = Some(trainer);
         to_js(&out)
