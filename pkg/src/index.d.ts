@@ -142,6 +142,8 @@ export interface TrainOptions {
   maxPrefix?: number;
   warmup?: number;
   accumulate?: number;
+  /** Where training windows start: consecutive chunks (default; memorises small texts fast) or random offsets. */
+  windows?: 'aligned' | 'random';
   seed?: number;
   evalEvery?: number;
   sampleEvery?: number;

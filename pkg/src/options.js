@@ -72,7 +72,7 @@ export function samplingOptions(opts = {}) {
 
 const TRAIN_KEYS = new Set([
   'mode', 'size', 'vocab', 'steps', 'lr', 'batchSize', 'seqLen', 'schedule', 'maxPrefix', 'seed', 'warmup',
-  'accumulate', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength', 'signal', 'adopt',
+  'accumulate', 'windows', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength', 'signal', 'adopt',
 ]);
 
 /** Checks train() options; returns the engine request and the loop settings. */
@@ -90,6 +90,7 @@ export function trainOptions(opts = {}) {
   set('seed', int(opts, 'seed', 0, Number.MAX_SAFE_INTEGER));
   set('warmup', int(opts, 'warmup', 0, 1_000_000));
   set('accumulate', int(opts, 'accumulate', 1, 1024));
+  set('windows', oneOf(opts, 'windows', ['aligned', 'random']));
   if (options.warmup === undefined) options.warmup = Math.max(1, Math.min(200, Math.floor(steps / 20)));
   if (options.lr === undefined) options.lr = mode === 'scratch' ? 2e-3 : 1e-4;
   if (opts.schedule !== undefined) {

@@ -23,10 +23,39 @@ fn find(tok: &Tokenizer, candidates: &[&str]) -> Option<(u32, String)> {
     candidates.iter().find_map(|c| tok.token_to_id(c).map(|id| (id, c.to_string())))
 }
 
+/// Rejects what makes `tokenizers` 0.23 panic instead of returning an error (found by
+/// `fuzz/fuzz_targets/tokenizer.rs`): JSON syntax errors inside a `decoder` (its loader
+/// `expect`s), and `Precompiled` normalizers with malformed data (SentencePiece models, which
+/// no BERT/RoBERTa checkpoint uses).
+fn precheck(json: &str) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid JSON: {e}")))?;
+    fn has_precompiled(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.get("type").and_then(|t| t.as_str()) == Some("Precompiled") || m.values().any(has_precompiled)
+            }
+            serde_json::Value::Array(a) => a.iter().any(has_precompiled),
+            _ => false,
+        }
+    }
+    if v.get("normalizer").is_some_and(has_precompiled) {
+        return Err(Error::Tokenizer(
+            "tokenizer.json uses a Precompiled (SentencePiece) normalizer, which is not supported".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl TextCodec {
     pub fn from_json(json: &str) -> Result<Self> {
-        let mut tokenizer = Tokenizer::from_bytes(json.as_bytes())
-            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not a valid tokenizer: {e}")))?;
+        precheck(json)?;
+        // `tokenizers` still has `expect`s in its loaders: natively a panic is caught here; in
+        // wasm (where panics abort) `precheck` must have ruled out every input known to reach one.
+        let loaded = std::panic::catch_unwind(|| Tokenizer::from_bytes(json.as_bytes()))
+            .map_err(|_| Error::Tokenizer("tokenizer.json could not be loaded (the tokenizers library failed on it)".into()))?;
+        let mut tokenizer =
+            loaded.map_err(|e| Error::Tokenizer(format!("tokenizer.json is not a valid tokenizer: {e}")))?;
         // Checkpoints often ship `tokenizer.json` with truncation and fixed-length padding for
         // their original task (sentence-transformers: 128). We place every token ourselves:
         // a prompt must be neither cut nor padded.

@@ -12,6 +12,9 @@ use unmask::diffusion::{self, Canvas, SampleOptions, Schedule, Strategy};
 use unmask::model::gguf::WeightDtype;
 use unmask::{Error, Model};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "unmask", version, about = "Text generation by masked diffusion with BERT/RoBERTa encoders")]
 struct Cli {
@@ -148,6 +151,15 @@ struct TrainArgs {
     schedule: String,
     #[arg(long, default_value_t = 16)]
     max_prefix: usize,
+    /// Where windows start: aligned (consecutive chunks) or random offsets
+    #[arg(long, default_value = "aligned")]
+    windows: String,
+    /// Share of documents held out for evaluation (0: train on all, evaluate on the training text)
+    #[arg(long, default_value_t = 0.1)]
+    valid_fraction: f64,
+    /// Warm-up steps of the learning rate [default: 5 % of --steps, at most 200; 30 with --minutes]
+    #[arg(long)]
+    warmup: Option<usize>,
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
     #[arg(long, default_value_t = 0)]
@@ -355,12 +367,15 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         accumulate: a.accumulate,
         schedule: a.schedule.parse()?,
         max_prefix: a.max_prefix,
+        windows: serde_json::from_value(serde_json::Value::String(a.windows.clone()))
+            .map_err(|_| Error::options(format!("--windows must be aligned or random, got `{}`", a.windows)))?,
         seed: a.seed,
+        valid_fraction: a.valid_fraction,
         ..Default::default()
     };
     // The lr schedule spans the step budget; a time budget gets a long schedule estimate.
     opts.total_steps = a.steps.unwrap_or(100_000);
-    opts.warmup = (opts.total_steps / 20).clamp(1, 200);
+    opts.warmup = a.warmup.unwrap_or(if a.steps.is_some() { (opts.total_steps / 20).clamp(1, 200) } else { 30 });
     let mut trainer = if a.resume {
         Trainer::resume(&a.out, &docs)?
     } else if let Some(size) = &a.from_scratch {
@@ -388,7 +403,8 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]").expect("static template"));
     let t0 = Instant::now();
     let mut tokens = 0usize;
-    let mut last_loss = f32::NAN;
+    // Single-batch losses scatter; the summary reports the mean of the last ten steps.
+    let mut recent: std::collections::VecDeque<f32> = Default::default();
     let deadline = a.minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0));
     loop {
         if target.is_some_and(|t| trainer.step >= t) || deadline.is_some_and(|d| t0.elapsed() >= d) {
@@ -403,7 +419,10 @@ fn train(a: TrainArgs) -> Result<(), Error> {
             }
         };
         tokens += r.tokens;
-        last_loss = r.loss;
+        recent.push_back(r.loss);
+        if recent.len() > 10 {
+            recent.pop_front();
+        }
         let tps = tokens as f64 / t0.elapsed().as_secs_f64();
         pb.set_position((trainer.step - start_step) as u64);
         pb.set_message(format!("loss {:.3} lr {:.1e} {tps:.0} tok/s", r.loss, r.lr));
@@ -420,10 +439,12 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     let e = trainer.evaluate()?;
     trainer.save(&a.out)?;
     let secs = t0.elapsed().as_secs_f64();
+    let last_loss = recent.iter().sum::<f32>() / recent.len().max(1) as f32;
     print_lines(&[format!(
-        "trained {} steps in {secs:.1} s ({:.0} tok/s): loss {last_loss:.4}, {} ELBO perplexity {:.3}; saved {}",
+        "trained {} steps in {secs:.1} s ({:.0} tok/s): loss {last_loss:.4} (mean of the last {} steps), {} ELBO perplexity {:.3}; saved {}",
         trainer.step - start_step,
         tokens as f64 / secs,
+        recent.len(),
         if e.held_out { "held-out" } else { "training-text" },
         e.elbo_perplexity,
         a.out.display()
