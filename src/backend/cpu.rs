@@ -6,6 +6,41 @@ use super::Mode;
 use crate::error::Result;
 use crate::model::config::Activation;
 
+/// `x · Wᵀ + b` over the last dimension of `x` (`W` is `[out, in]`). Inference goes through
+/// our kernel where it is the faster one; training keeps candle's differentiable matmul.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
+    if mode == Mode::Inference && super::gemm::own_enabled() {
+        let (n, k) = w.dims2()?;
+        let dims = x.dims().to_vec();
+        let m = x.elem_count() / k;
+        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; m * n];
+        let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
+        with_f32(w, |ws| super::gemm::matmul_t(&xs, ws, bias.as_deref(), m, k, n, &mut out))?;
+        let mut shape = dims;
+        *shape.last_mut().expect("x has a last dimension") = n;
+        return Ok(Tensor::from_vec(out, shape, x.device())?);
+    }
+    let y = x.broadcast_matmul(&w.t()?)?;
+    Ok(match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
+/// Runs `f` on the f32 data of a contiguous CPU tensor without copying it (weights are
+/// read every step: a copy would double the work of the smaller matmuls).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => Ok(f(&v[a..b])),
+        _ => {
+            drop(storage);
+            Ok(f(&t.contiguous()?.flatten_all()?.to_vec1::<f32>()?))
+        }
+    }
+}
+
 /// Layer norm over the last dimension.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
     match mode {

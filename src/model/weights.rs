@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
@@ -102,19 +102,6 @@ impl WeightStore {
         match self.lookup(name, shape)? {
             Stored::Dense(t) => Ok(t.clone()),
             Stored::Quant(q) => Ok(q.dequantize(&Device::Cpu)?),
-        }
-    }
-
-    /// A matrix `[out, in]` ready for `x · Wᵀ`: quantized weights keep their blocks.
-    pub fn matmul(&self, name: &str, shape: &[usize]) -> Result<QMatMul> {
-        match self.lookup(name, shape)? {
-            Stored::Dense(t) => Ok(QMatMul::Tensor(t.clone())),
-            Stored::Quant(q) => match q.dtype() {
-                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                    Ok(QMatMul::Tensor(q.dequantize(&Device::Cpu)?))
-                }
-                _ => Ok(QMatMul::QTensor(q.clone())),
-            },
         }
     }
 

@@ -64,6 +64,9 @@ enum Cmd {
         corpus: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// Inference matmul: `candle` (the native default) or `own` (the SIMD128 kernel wasm uses)
+        #[arg(long, default_value = "candle")]
+        kernel: String,
     },
     /// Print a model's configuration, storage type and size.
     Info {
@@ -173,7 +176,13 @@ fn main() -> ExitCode {
         Cmd::Convert { input, output, dtype, name } => convert(input, output, dtype, name),
         Cmd::Info { model } => info(model),
         Cmd::Train(a) => train(a),
-        Cmd::Bench { model, corpus, repeats } => bench(model, corpus, repeats),
+        Cmd::Bench { model, corpus, repeats, kernel } => match kernel.as_str() {
+            "own" | "candle" => {
+                unmask::backend::gemm::use_own(kernel == "own");
+                bench(model, corpus, repeats)
+            }
+            k => Err(Error::options(format!("--kernel must be own or candle, got `{k}`"))),
+        },
         Cmd::Eval { model, corpus, seq_len, sequences } => eval(model, corpus, seq_len, sequences),
     };
     match res {
@@ -500,7 +509,8 @@ fn bench(model: PathBuf, corpus: Option<PathBuf>, repeats: usize) -> Result<(), 
     let m = load(&model)?;
     let max = m.config().max_sequence_len();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    let mut lines = vec![format!("model {} ({}), threads: {threads}", m.name, m.info().dtype)];
+    let kernel = if unmask::backend::gemm::own_enabled() { "own SIMD128-style" } else { "candle" };
+    let mut lines = vec![format!("model {} ({}), threads: {threads}, matmul: {kernel}", m.name, m.info().dtype)];
     for len in [64usize, 128, 256].into_iter().filter(|&l| l <= max) {
         let ids: Vec<u32> = (0..len as u32).map(|i| 1000 + i % 500).map(|i| i % m.config().vocab_size as u32).collect();
         let all: Vec<usize> = (0..len).collect();

@@ -1,0 +1,198 @@
+//! Our f32 matrix multiply for the inference path: `y = x · Wᵀ + b` with `W` stored as
+//! Hugging Face keeps it (`[out, in]`, row-major), so weights need no repacking.
+//!
+//! Why our own: candle's matmul compiled to wasm32 runs ~3× slower than natively and its
+//! quantized matmul ~11× (`shared/notes/wasm-and-webgpu.md`). This kernel computes register
+//! tiles of 3 rows of `x` × 3 rows of `W` as dot products along `k` with 4-lane vectors
+//! (9 accumulators + 3 + 1 operands: fits the 16 vector registers V8 gives wasm SIMD on
+//! x86), and walks `W` in blocks of rows that stay in L2 while every row of `x` passes.
+//! On wasm32 the lanes are SIMD128 `v128`; elsewhere `[f32; 4]`, which LLVM vectorises
+//! (natively candle's AVX/AVX-512 GEMM is faster and stays the default; see [`use_own`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[cfg(target_arch = "wasm32")]
+mod lanes {
+    use core::arch::wasm32::*;
+
+    #[derive(Clone, Copy)]
+    pub struct V(v128);
+
+    #[inline(always)]
+    pub fn zero() -> V {
+        V(f32x4_splat(0.0))
+    }
+    /// # Safety
+    /// `p..p + 4` must be readable (wasm loads need no alignment).
+    #[inline(always)]
+    pub unsafe fn load(p: *const f32) -> V {
+        V(v128_load(p as *const v128))
+    }
+    #[inline(always)]
+    pub fn mul_add(acc: V, a: V, b: V) -> V {
+        V(f32x4_add(acc.0, f32x4_mul(a.0, b.0)))
+    }
+    #[inline(always)]
+    pub fn sum(a: V) -> f32 {
+        (f32x4_extract_lane::<0>(a.0) + f32x4_extract_lane::<1>(a.0))
+            + (f32x4_extract_lane::<2>(a.0) + f32x4_extract_lane::<3>(a.0))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod lanes {
+    #[derive(Clone, Copy)]
+    pub struct V([f32; 4]);
+
+    #[inline(always)]
+    pub fn zero() -> V {
+        V([0.0; 4])
+    }
+    /// # Safety
+    /// `p..p + 4` must be readable.
+    #[inline(always)]
+    pub unsafe fn load(p: *const f32) -> V {
+        V(std::ptr::read_unaligned(p as *const [f32; 4]))
+    }
+    #[inline(always)]
+    pub fn mul_add(acc: V, a: V, b: V) -> V {
+        V(std::array::from_fn(|i| acc.0[i] + a.0[i] * b.0[i]))
+    }
+    #[inline(always)]
+    pub fn sum(a: V) -> f32 {
+        (a.0[0] + a.0[1]) + (a.0[2] + a.0[3])
+    }
+}
+
+use lanes::V;
+
+static OWN: AtomicBool = AtomicBool::new(cfg!(target_arch = "wasm32"));
+
+/// Chooses this kernel (true) or candle's matmul (false) for inference linears. The default
+/// is the faster one measured per platform: ours in wasm32, candle's natively.
+pub fn use_own(on: bool) {
+    OWN.store(on, Ordering::Relaxed);
+}
+
+pub fn own_enabled() -> bool {
+    OWN.load(Ordering::Relaxed)
+}
+
+/// Rows of `W` per cache block: 48 rows × 384 floats = 72 KiB, an L2-resident block that all
+/// rows of `x` reuse.
+const BLOCK_N: usize = 48;
+
+/// `out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias[n])`.
+pub fn matmul_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize, out: &mut [f32]) {
+    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "matmul_t: slices too short");
+    assert!(bias.is_none_or(|b| b.len() >= n), "matmul_t: bias too short");
+    let p = Operands { x, w, bias, k, n };
+    for n0 in (0..n).step_by(BLOCK_N) {
+        let n1 = (n0 + BLOCK_N).min(n);
+        let mut i = 0;
+        while i + 3 <= m {
+            row_block::<3>(&p, i, n0, n1, out);
+            i += 3;
+        }
+        while i < m {
+            row_block::<1>(&p, i, n0, n1, out);
+            i += 1;
+        }
+    }
+}
+
+struct Operands<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    k: usize,
+    n: usize,
+}
+
+#[inline(always)]
+fn row_block<const R: usize>(p: &Operands, i: usize, n0: usize, n1: usize, out: &mut [f32]) {
+    let mut j = n0;
+    while j + 3 <= n1 {
+        tile::<R, 3>(p, i, j, out);
+        j += 3;
+    }
+    while j < n1 {
+        tile::<R, 1>(p, i, j, out);
+        j += 1;
+    }
+}
+
+/// One `R × C` tile of `out`: dot products of rows `i..i+R` of `x` with rows `j..j+C` of `w`.
+#[inline(always)]
+fn tile<const R: usize, const C: usize>(p: &Operands, i: usize, j: usize, out: &mut [f32]) {
+    let k = p.k;
+    let k4 = k / 4 * 4;
+    let xr: [*const f32; R] = std::array::from_fn(|r| p.x[(i + r) * k..].as_ptr());
+    let wr: [*const f32; C] = std::array::from_fn(|c| p.w[(j + c) * k..].as_ptr());
+    let mut acc = [[lanes::zero(); C]; R];
+    let mut kk = 0;
+    while kk < k4 {
+        // SAFETY: rows i..i+R of x and j..j+C of w hold k floats each (checked in matmul_t),
+        // and kk + 4 <= k.
+        unsafe {
+            let xs: [V; R] = std::array::from_fn(|r| lanes::load(xr[r].add(kk)));
+            for c in 0..C {
+                let wv = lanes::load(wr[c].add(kk));
+                for r in 0..R {
+                    acc[r][c] = lanes::mul_add(acc[r][c], xs[r], wv);
+                }
+            }
+        }
+        kk += 4;
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let mut s = lanes::sum(acc[r][c]);
+            for t in k4..k {
+                s += p.x[(i + r) * k + t] * p.w[(j + c) * k + t];
+            }
+            if let Some(b) = p.bias {
+                s += b[j + c];
+            }
+            out[(i + r) * p.n + j + c] = s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut y = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for t in 0..k {
+                    s += x[i * k + t] as f64 * w[j * k + t] as f64;
+                }
+                y[i * n + j] = s as f32 + b.map_or(0.0, |b| b[j]);
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn matches_a_plain_loop_on_awkward_shapes() {
+        let mut rng = crate::diffusion::rng::Rng::new(3);
+        // Sizes that are not multiples of the 3 × 3 tile, the 4 lanes or the 48-row block.
+        for &(m, k, n) in &[(1, 1, 1), (2, 3, 5), (7, 9, 50), (3, 4, 3), (10, 37, 97), (4, 384, 101)] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.5).collect();
+            let w: Vec<f32> = (0..n * k).map(|_| rng.next_f32() - 0.5).collect();
+            let b: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
+            for bias in [None, Some(b.as_slice())] {
+                let mut y = vec![f32::NAN; m * n];
+                matmul_t(&x, &w, bias, m, k, n, &mut y);
+                let want = reference(&x, &w, bias, m, k, n);
+                for (a, e) in y.iter().zip(&want) {
+                    assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()) * (k as f32).sqrt(), "{m}×{k}×{n}: {a} vs {e}");
+                }
+            }
+        }
+    }
+}
