@@ -83,6 +83,7 @@ export class Host {
       }
       case 'cancel': this.engine.cancel(); return null;
       case 'encode': return Array.from(this.engine.encode(a.text));
+      case 'logits': return this.engine.logits(a.ids, a.positions);
       case 'render': return this.engine.render(Uint32Array.from(a.ids), a.mask);
       case 'export': return a.dtype === 'safetensors' ? this.engine.exportSafetensors() : this.engine.exportGguf(a.dtype);
       case 'trainBegin': return this.engine.trainBegin(a.corpus, a.request);

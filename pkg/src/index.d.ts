@@ -110,6 +110,8 @@ export class DiffusionLM {
   edit(canvas: { ids: ArrayLike<number>; fixed: ArrayLike<boolean> }, positions: ArrayLike<number>, opts?: SamplingOptions): StepStream;
   generateText(prompt: string, opts?: GenerateOptions): Promise<string>;
   render(ids: ArrayLike<number>, mask?: string): Promise<string>;
+  /** MLM logits at `positions` (default: all) of one sequence: `positions.length × vocabSize`, row-major. */
+  logits(ids: ArrayLike<number>, positions?: ArrayLike<number>): Promise<Float32Array>;
   export(dtype?: 'f32' | 'f16' | 'q8_0' | 'q4_k' | 'safetensors'): Promise<Uint8Array>;
   /** Bytes of the engine's wasm memory (the high-water mark: wasm memory never shrinks). */
   memoryBytes(): Promise<number>;

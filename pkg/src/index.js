@@ -176,6 +176,24 @@ export class DiffusionLM {
     return this._t.call('render', { ids: Array.from(last ? last.ids : c.ids), mask: '[MASK]' });
   }
 
+  /**
+   * MLM logits of one sequence of token ids at `positions` (default: every position), as a
+   * `Float32Array` of `positions.length × vocabSize` (row-major): for scoring, and for
+   * comparing engines on the same input.
+   */
+  async logits(ids, positions) {
+    this._alive();
+    const arr = (v, what) => {
+      if (!v || typeof v.length !== 'number' || !Array.from(v).every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32)) {
+        throw new OptionsError(`${what} must be an array of non-negative integers`);
+      }
+      return Uint32Array.from(v);
+    };
+    const ids32 = arr(ids, 'ids');
+    const pos = positions === undefined ? Uint32Array.from(ids32.keys()) : arr(positions, 'positions');
+    return new Float32Array(await this._t.call('logits', { ids: ids32, positions: pos }));
+  }
+
   /** Text for people from ids (special tokens dropped, masks as `mask`). */
   async render(ids, mask = '[MASK]') {
     this._alive();

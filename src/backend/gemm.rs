@@ -28,9 +28,17 @@ mod lanes {
     pub unsafe fn load(p: *const f32) -> V {
         V(v128_load(p as *const v128))
     }
+    #[cfg(not(target_feature = "relaxed-simd"))]
     #[inline(always)]
     pub fn mul_add(acc: V, a: V, b: V) -> V {
         V(f32x4_add(acc.0, f32x4_mul(a.0, b.0)))
+    }
+    /// Relaxed SIMD: one fused multiply-add where the CPU has one (halves the arithmetic of
+    /// the inner loop; results may differ from the unfused build in the last bit).
+    #[cfg(target_feature = "relaxed-simd")]
+    #[inline(always)]
+    pub fn mul_add(acc: V, a: V, b: V) -> V {
+        V(f32x4_relaxed_madd(a.0, b.0, acc.0))
     }
     #[inline(always)]
     pub fn sum(a: V) -> f32 {
@@ -78,6 +86,9 @@ pub fn own_enabled() -> bool {
     OWN.load(Ordering::Relaxed)
 }
 
+const TR: usize = 3;
+const TC: usize = 3;
+
 /// Rows of `W` per cache block: 48 rows × 384 floats = 72 KiB, an L2-resident block that all
 /// rows of `x` reuse.
 const BLOCK_N: usize = 48;
@@ -90,9 +101,9 @@ pub fn matmul_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, 
     for n0 in (0..n).step_by(BLOCK_N) {
         let n1 = (n0 + BLOCK_N).min(n);
         let mut i = 0;
-        while i + 3 <= m {
-            row_block::<3>(&p, i, n0, n1, out);
-            i += 3;
+        while i + TR <= m {
+            row_block::<TR>(&p, i, n0, n1, out);
+            i += TR;
         }
         while i < m {
             row_block::<1>(&p, i, n0, n1, out);
@@ -112,9 +123,9 @@ struct Operands<'a> {
 #[inline(always)]
 fn row_block<const R: usize>(p: &Operands, i: usize, n0: usize, n1: usize, out: &mut [f32]) {
     let mut j = n0;
-    while j + 3 <= n1 {
-        tile::<R, 3>(p, i, j, out);
-        j += 3;
+    while j + TC <= n1 {
+        tile::<R, TC>(p, i, j, out);
+        j += TC;
     }
     while j < n1 {
         tile::<R, 1>(p, i, j, out);

@@ -299,6 +299,9 @@ impl Encoder {
 
     /// Logits `[positions.len(), vocab]` for selected positions of one sequence.
     pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(Error::input("the sequence is empty"));
+        }
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
             return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", self.config.vocab_size)));
         }

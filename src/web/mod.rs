@@ -157,6 +157,12 @@ impl Engine {
         self.session = None;
     }
 
+    /// Logits `[positions × vocab]` (row-major) for one sequence.
+    pub fn logits(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<Vec<f32>, JsValue> {
+        let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
+        self.model.logits_at(&ids, &positions).map_err(js_err)
+    }
+
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
         self.model.codec.encode(text).map_err(js_err)
     }
