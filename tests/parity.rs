@@ -23,13 +23,17 @@ fn logits_match_transformers_for_every_family() {
     for family in FAMILIES {
         let mut model = Model::load(&fixture(family)).unwrap_or_else(|e| panic!("{family}: {e}"));
         let (ids, want) = expected(family);
-        for mode in [Mode::Inference, Mode::Train] {
+        // Inference with candle's matmul and with our SIMD128 GEMM (the wasm default; here
+        // its portable lanes), and the differentiable training path.
+        for (mode, own) in [(Mode::Inference, false), (Mode::Inference, true), (Mode::Train, false)] {
+            unmask::backend::gemm::use_own(own);
             model.encoder.mode = mode;
             let got = model.encoder.forward(&ids).unwrap();
             let d = max_abs_diff(&got, &want);
-            println!("{family} {mode:?}: max |Δlogit| = {d:.2e}");
-            assert!(d <= 1e-4, "{family} ({mode:?}): max |Δlogit| {d} > 1e-4");
+            println!("{family} {mode:?} own-gemm={own}: max |Δlogit| = {d:.2e}");
+            assert!(d <= 1e-4, "{family} ({mode:?}, own gemm {own}): max |Δlogit| {d} > 1e-4");
         }
+        unmask::backend::gemm::use_own(cfg!(target_arch = "wasm32"));
     }
 }
 

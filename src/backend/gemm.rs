@@ -9,7 +9,7 @@
 //! On wasm32 the lanes are SIMD128 `v128`; elsewhere `[f32; 4]`, which LLVM vectorises
 //! (natively candle's AVX/AVX-512 GEMM is faster and stays the default; see [`use_own`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 
 #[cfg(target_arch = "wasm32")]
 mod lanes {
@@ -74,16 +74,20 @@ mod lanes {
 
 use lanes::V;
 
-static OWN: AtomicBool = AtomicBool::new(cfg!(target_arch = "wasm32"));
+thread_local! {
+    // Per thread, so that tests comparing both kernels do not race each other.
+    static OWN: Cell<bool> = const { Cell::new(cfg!(target_arch = "wasm32")) };
+}
 
-/// Chooses this kernel (true) or candle's matmul (false) for inference linears. The default
-/// is the faster one measured per platform: ours in wasm32, candle's natively.
+/// Chooses this kernel (true) or candle's matmul (false) for inference linears on the calling
+/// thread. The default is the faster one measured per platform: ours in wasm32, candle's
+/// natively.
 pub fn use_own(on: bool) {
-    OWN.store(on, Ordering::Relaxed);
+    OWN.with(|o| o.set(on));
 }
 
 pub fn own_enabled() -> bool {
-    OWN.load(Ordering::Relaxed)
+    OWN.with(|o| o.get())
 }
 
 const TR: usize = 3;

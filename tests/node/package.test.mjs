@@ -200,3 +200,33 @@ test('train streams steps; the trained model then generates; bad corpora are typ
   assert.throws(() => m.train(corpus, { lr: -1 }), OptionsError);
   await m.dispose();
 });
+
+test('wasm logits match transformers on the fixture (f32 file, our SIMD128 GEMM)', async () => {
+  // expected.safetensors (tests/fixtures/make_fixtures.py): input_ids i64 [B, T], logits f32 [B, T, V].
+  const buf = await readFile(fileURLToPath(new URL('../fixtures/roberta-prelayernorm/expected.safetensors', import.meta.url)));
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const body = buf.subarray(8 + n);
+  const view = (name, Ctor) => {
+    const [a, b] = header[name].data_offsets;
+    return new Ctor(body.buffer.slice(body.byteOffset + a, body.byteOffset + b));
+  };
+  const [batch, seq] = header.input_ids.shape;
+  const vocab = header.logits.shape[2];
+  const ids = view('input_ids', BigInt64Array);
+  const want = view('logits', Float32Array);
+  const f32 = await DiffusionLM.load(fileURLToPath(new URL('../../target/models/fixture-f32.gguf', import.meta.url)));
+  let worst = 0;
+  for (let b = 0; b < batch; b++) {
+    const row = Array.from(ids.subarray(b * seq, (b + 1) * seq), Number);
+    const got = await f32.logits(row);
+    assert.equal(got.length, seq * vocab);
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[b * seq * vocab + i]));
+  }
+  console.log(`wasm vs transformers: max |Δlogit| = ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-4, `max |Δlogit| ${worst}`);
+  await assert.rejects(f32.logits([]), InputError);
+  await assert.rejects(f32.logits([1, 2], [5]), InputError);
+  await assert.rejects(f32.logits([-1]), OptionsError);
+  await f32.dispose();
+});
