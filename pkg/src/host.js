@@ -1,12 +1,35 @@
 // The engine host: owns the wasm module and one model, and answers operations by name.
 // It runs inside the Worker (browsers, default) or inline (Node, or `worker: false`).
-import init, { Engine } from '../dist/unmask.js';
+// Two builds of the core: SIMD128 everywhere, and SIMD128 + relaxed SIMD (fused multiply-add
+// in the GEMM, ~1.2× faster) where the engine validates it (Chrome ≥ 114, Firefox ≥ 120; not
+// Safari or Node 20). Both glue modules are named literally so bundlers include both.
+const loadGlue = (relaxed) => (relaxed ? import('../dist/relaxed/unmask.js') : import('../dist/unmask.js'));
+
+// A minimal module whose only function uses f32x4.relaxed_madd: it validates exactly where
+// relaxed SIMD is on.
+const V128_ZERO = [0xfd, 0x0c, ...new Array(16).fill(0)];
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+  0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+  0x0a, 0x3d, 0x01, 0x3b, 0x00, ...V128_ZERO, ...V128_ZERO, ...V128_ZERO, 0xfd, 0x85, 0x02, 0x0b, // code
+]);
+
+export function relaxedSimd() {
+  try {
+    return WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    return false;
+  }
+}
 
 // Node-only module, named through a variable so browser bundlers leave it alone.
 const NODE_FS = 'node:fs/promises';
 
 let ready;
 let wasmExports;
+let glue;
+let features;
 // Every Host in a realm shares one wasm instance and its memory: after a trap none of them
 // can be trusted (in a Worker, the default, that realm holds only one model).
 let realmBroken = null;
@@ -15,13 +38,17 @@ let realmBroken = null;
 async function initWasm(wasm) {
   if (!ready) {
     ready = (async () => {
+      // A caller-supplied binary is the baseline build (its glue must match it).
+      const relaxed = wasm === undefined && relaxedSimd();
+      glue = await loadGlue(relaxed);
       let source = wasm;
       if (source === undefined && typeof process !== 'undefined' && process.versions?.node) {
         // Node: read the file next to the glue instead of fetching a file:// URL.
         const { readFile } = await import(/* @vite-ignore */ NODE_FS);
-        source = await readFile(new URL('../dist/unmask_bg.wasm', import.meta.url));
+        source = await readFile(new URL(relaxed ? '../dist/relaxed/unmask_bg.wasm' : '../dist/unmask_bg.wasm', import.meta.url));
       }
-      wasmExports = await init(source === undefined ? undefined : { module_or_path: source });
+      wasmExports = await glue.default(source === undefined ? undefined : { module_or_path: source });
+      features = relaxed ? 'simd128+relaxed' : 'simd128';
     })();
     ready.catch(() => { ready = undefined; });
   }
@@ -59,10 +86,10 @@ export class Host {
     switch (op) {
       case 'load': {
         await initWasm(a.wasm);
-        const engine = new Engine(a.bytes);
+        const engine = new glue.Engine(a.bytes);
         this.engine?.free();
         this.engine = engine;
-        return { info: engine.info() };
+        return { info: engine.info(), wasmFeatures: features };
       }
       case 'memory':
         // wasm memory only grows; this is the high-water mark of the module.

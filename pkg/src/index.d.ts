@@ -104,6 +104,8 @@ export class DiffusionLM {
   static cache: { clear(): Promise<void> };
   readonly device: 'wasm' | 'webgpu';
   readonly fallbackReason: string | null;
+  /** The build of the core in use: relaxed SIMD (fused multiply-add) where the engine has it. */
+  readonly wasmFeatures: 'simd128' | 'simd128+relaxed';
   readonly info: ModelInfo;
   generate(prompt: string, opts?: GenerateOptions): StepStream;
   infill(template: string, opts?: InfillOptions): StepStream;

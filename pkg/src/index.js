@@ -89,13 +89,15 @@ function pickDevice(requested) {
 
 export class DiffusionLM {
   /** @private */
-  constructor(transport, info, device, fallbackReason) {
+  constructor(transport, info, device, fallbackReason, wasmFeatures) {
     this._t = transport;
     this._lock = new Lock();
     this._disposed = false;
     this.info = info;
     this.device = device;
     this.fallbackReason = fallbackReason;
+    /** Which build of the core runs: 'simd128' or 'simd128+relaxed' (fused multiply-add). */
+    this.wasmFeatures = wasmFeatures;
   }
 
   /**
@@ -118,10 +120,10 @@ export class DiffusionLM {
     progress({ phase: 'compile', loaded: 0, total: 1 });
     try {
       await transport.init();
-      const { info } = await transport.call('load', { bytes, wasm: opts.wasm }, useWorker ? [bytes.buffer] : []);
+      const { info, wasmFeatures } = await transport.call('load', { bytes, wasm: opts.wasm }, useWorker ? [bytes.buffer] : []);
       progress({ phase: 'compile', loaded: 1, total: 1 });
       progress({ phase: 'ready', loaded: 1, total: 1 });
-      return new DiffusionLM(transport, info, device, fallbackReason);
+      return new DiffusionLM(transport, info, device, fallbackReason, wasmFeatures);
     } catch (e) {
       transport.terminate();
       throw toTypedError(e);

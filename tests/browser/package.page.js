@@ -20,6 +20,25 @@ async function expectError(key, fn, Cls) {
   }
 }
 
+/** Max |Δlogit| of this build (in Chromium: relaxed SIMD) against transformers' fixture logits. */
+async function logitsAgainstTransformers() {
+  const buf = await (await fetch('/tests/fixtures/roberta-prelayernorm/expected.safetensors')).arrayBuffer();
+  const n = Number(new DataView(buf).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 8, n)));
+  const view = (name, Ctor) => new Ctor(buf.slice(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]));
+  const [batch, seq] = header.input_ids.shape;
+  const ids = view('input_ids', BigInt64Array);
+  const want = view('logits', Float32Array);
+  const m = await DiffusionLM.load('/target/models/fixture-f32.gguf', { cache: false });
+  let worst = 0;
+  for (let b = 0; b < batch; b++) {
+    const got = await m.logits(Array.from(ids.subarray(b * seq, (b + 1) * seq), Number));
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[b * got.length + i]));
+  }
+  await m.dispose();
+  return worst;
+}
+
 try {
   await DiffusionLM.cache.clear();
   const progress = [];
@@ -59,7 +78,9 @@ try {
   await expectError('notGguf', () => DiffusionLM.load(new Uint8Array(64)), ModelError);
   await expectError('options', () => collect(lm.generate('x', { topP: 7 })), OptionsError);
   await expectError('webgpu', () => DiffusionLM.load(MODEL, { device: 'webgpu' }), DeviceError);
+  out.wasmFeatures = lm.wasmFeatures;
   await lm.dispose();
+  out.maxLogitDiff = await logitsAgainstTransformers();
   out.done = true;
 } catch (e) {
   out.fatal = `${e?.name}: ${e?.message}`;

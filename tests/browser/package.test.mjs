@@ -29,6 +29,11 @@ test('the package runs in a Worker in Chromium', async () => {
   assert.deepEqual(r.abortedAfter, [1, 2]);
   assert.equal(r.afterAbort, 2);
   assert.deepEqual(r.errors, { abort: 'AbortError', 404: 'FetchError', notGguf: 'ModelError', options: 'OptionsError', webgpu: 'DeviceError' });
+  // Chromium 114+ validates relaxed SIMD: the fused-multiply-add build must be the one running,
+  // and agree with transformers like the SIMD128 build does in Node.
+  assert.equal(r.wasmFeatures, 'simd128+relaxed');
+  assert.ok(r.maxLogitDiff <= 1e-4, `relaxed build vs transformers: max |Δlogit| ${r.maxLogitDiff}`);
+  console.log(`relaxed-SIMD build vs transformers: max |Δlogit| = ${r.maxLogitDiff.toExponential(2)}`);
   assert.deepEqual(h.offsite, []);
   console.log(`steps: ${r.steps.map((s) => s.ms.toFixed(1)).join(', ')} ms`);
 });
