@@ -42,6 +42,24 @@ pub struct ModelInfo {
     pub max_sequence_len: usize,
 }
 
+/// Bytes of f32 weights a wasm instance may hold: the CPU path computes in f32 (quantized files
+/// are dequantized at load), and wasm32 addresses 4 GiB in all, with the file and the
+/// activations to fit next to the weights.
+const WASM_WEIGHT_BUDGET: u64 = 5 << 29; // 2.5 GiB
+
+/// Refuses, before allocating, a model whose f32 weights cannot fit a wasm instance.
+fn check_compute_memory(config: &ModelConfig) -> Result<()> {
+    let bytes = (config.parameter_count() as u64).saturating_mul(4);
+    if cfg!(target_arch = "wasm32") && bytes > WASM_WEIGHT_BUDGET {
+        return Err(Error::model(format!(
+            "this model needs {} MiB of f32 weights to run, more than the {} MiB a wasm instance can give it",
+            bytes >> 20,
+            WASM_WEIGHT_BUDGET >> 20
+        )));
+    }
+    Ok(())
+}
+
 impl Model {
     /// Builds a model from its three parts, checking that they fit together.
     pub fn from_parts(name: &str, config: ModelConfig, store: WeightStore, tokenizer_json: &str) -> Result<Self> {
@@ -62,6 +80,7 @@ impl Model {
                 )));
             }
         }
+        check_compute_memory(&config)?;
         let encoder = Encoder::load(&config, &store)?;
         Ok(Self { encoder, codec, store, name: name.to_string() })
     }
