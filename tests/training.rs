@@ -195,3 +195,41 @@ fn aligned_windows_leave_the_unigram_plateau_on_natural_text() {
     println!("loss after 70 steps: aligned {aligned:.3}, random {random:.3}");
     assert!(aligned < 3.8 && aligned < random - 1.0, "aligned {aligned}, random {random}");
 }
+
+#[test]
+fn an_interrupted_checkpoint_write_leaves_the_previous_one_usable() {
+    // `save` writes `<dir>.partial`, moves `<dir>` to `<dir>.old`, then `.partial` to `<dir>`.
+    // Simulate a crash at each point and check that the last complete checkpoint is found.
+    let root = tempfile::tempdir().unwrap();
+    let ck = root.path().join("ck");
+    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
+    let docs = sample_docs();
+    let mut t = Trainer::new(&model, &docs, TrainOptions { total_steps: 20, ..small_opts() }).unwrap();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    t.save(&ck).unwrap();
+    let ids: Vec<u32> = (0..10u32).map(|i| (i * 31 + 7) % 320).collect();
+    let pos: Vec<usize> = (0..10).collect();
+    let want = Model::load(&ck).unwrap().logits_at(&ids, &pos).unwrap();
+    let partial = root.path().join("ck.partial");
+    let old = root.path().join("ck.old");
+
+    // 1. Crash while writing the new files: a half-written `.partial` next to the checkpoint.
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{\"trunc").unwrap();
+    assert_eq!(Model::load(&ck).unwrap().logits_at(&ids, &pos).unwrap(), want);
+    assert_eq!(Trainer::resume(&ck, &docs).unwrap().step, 3);
+
+    // 2. Crash between the two renames: only `.old` holds the checkpoint; resume finds it.
+    std::fs::rename(&ck, &old).unwrap();
+    let r = Trainer::resume(&ck, &docs).unwrap();
+    assert_eq!(r.step, 3);
+    assert_eq!(r.snapshot().unwrap().logits_at(&ids, &pos).unwrap(), want);
+
+    // The next save cleans up both leftovers and writes a complete checkpoint.
+    t.step().unwrap();
+    t.save(&ck).unwrap();
+    assert!(!partial.exists() && !old.exists());
+    assert_eq!(Trainer::resume(&ck, &docs).unwrap().step, 4);
+}

@@ -71,7 +71,7 @@ async function loadModel(source, what) {
 function showModel(what) {
   const lm = state.lm;
   const i = lm.info;
-  ui.badge.textContent = lm.device === 'webgpu' ? 'WebGPU' : 'WASM SIMD';
+  ui.badge.textContent = lm.device === 'webgpu' ? 'WebGPU' : lm.wasmFeatures === 'simd128+relaxed' ? 'WASM SIMD+FMA' : 'WASM SIMD';
   ui.badge.title = lm.fallbackReason ? `WebGPU not used: ${lm.fallbackReason}` : 'running on WebGPU';
   ui.badge.classList.add('ok');
   ui.card.textContent = `${i.name} (${what}) · ${i.modelType} · ${(i.parameters / 1e6).toFixed(2)} M parameters · ${i.dtype} · ${mb(i.weightBytes)} · context ${i.maxSequenceLen}`;
