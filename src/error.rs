@@ -24,6 +24,9 @@ pub enum Error {
     /// A training run cannot go on (empty corpus, NaN loss, ...).
     #[error("training: {0}")]
     Training(String),
+    /// The GPU backend is unavailable or failed (no adapter, limits, lost device).
+    #[error("device: {0}")]
+    Device(String),
     /// The caller asked to stop.
     #[error("cancelled")]
     Cancelled,
@@ -57,6 +60,7 @@ impl Error {
             Error::Options(_) => "OptionsError",
             Error::Input(_) => "InputError",
             Error::Training(_) => "TrainingError",
+            Error::Device(_) => "DeviceError",
             Error::Cancelled => "AbortError",
             Error::Io(_) => "IoError",
             Error::Candle(_) => "BackendError",

@@ -9,6 +9,8 @@
 
 pub mod cpu;
 pub mod gemm;
+#[cfg(feature = "webgpu")]
+pub mod webgpu;
 
 /// Whether a forward pass must carry gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

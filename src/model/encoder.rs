@@ -219,6 +219,11 @@ impl Encoder {
         })
     }
 
+    /// The activation of the feed-forward layers and of the MLM head's transform.
+    pub fn activations(&self) -> (Activation, Activation) {
+        (self.act, self.head_act)
+    }
+
     pub fn device(&self) -> &Device {
         self.word_embeddings.device()
     }

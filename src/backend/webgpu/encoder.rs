@@ -1,0 +1,235 @@
+//! The encoder's forward pass on the GPU: the same computation as `model::Encoder` (one model
+//! definition; this file only places its tensors in GPU buffers and orders the kernels).
+
+use candle_core::Tensor;
+
+use super::Gpu;
+use crate::error::{Error, Result};
+use crate::model::config::Activation;
+use crate::model::encoder::{LayerNorm, Linear};
+use crate::model::Encoder;
+
+struct GpuLinear {
+    w: wgpu::Buffer,
+    b: wgpu::Buffer,
+    out: usize,
+    inp: usize,
+}
+
+struct GpuNorm {
+    g: wgpu::Buffer,
+    b: wgpu::Buffer,
+    eps: f32,
+}
+
+struct GpuLayer {
+    q: GpuLinear,
+    k: GpuLinear,
+    v: GpuLinear,
+    o: GpuLinear,
+    attn_norm: GpuNorm,
+    inter: GpuLinear,
+    output: GpuLinear,
+    ffn_norm: GpuNorm,
+}
+
+/// An encoder whose weights live on the GPU.
+pub struct GpuEncoder {
+    pub gpu: Gpu,
+    word: wgpu::Buffer,
+    pos: wgpu::Buffer,
+    tt: wgpu::Buffer,
+    embed_norm: GpuNorm,
+    layers: Vec<GpuLayer>,
+    final_norm: Option<GpuNorm>,
+    head_dense: GpuLinear,
+    head_norm: GpuNorm,
+    decoder: GpuLinear,
+    pre_ln: bool,
+    act: u32,
+    head_act: u32,
+    hidden: usize,
+    heads: usize,
+    vocab: usize,
+    offset: usize,
+    max_len: usize,
+}
+
+fn data(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn act_code(a: Activation) -> u32 {
+    match a {
+        Activation::Gelu => 1,
+        Activation::GeluTanh => 2,
+        Activation::Relu => 3,
+    }
+}
+
+impl GpuEncoder {
+    /// Uploads `enc`'s weights. Refuses models the adapter's buffer limit cannot hold.
+    pub fn new(gpu: Gpu, enc: &Encoder) -> Result<Self> {
+        let cfg = &enc.config;
+        let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
+        if h / heads > 128 {
+            return Err(Error::Device(format!("head size {} exceeds the attention kernel's 128", h / heads)));
+        }
+        let biggest = (cfg.vocab_size.max(cfg.intermediate_size) * h * 4) as u64;
+        if biggest > gpu.max_buffer {
+            return Err(Error::Device(format!(
+                "a {biggest}-byte weight exceeds the adapter's storage buffer limit of {} bytes",
+                gpu.max_buffer
+            )));
+        }
+        let lin = |l: &Linear, name: &str| -> Result<GpuLinear> {
+            let (out, inp) = l.weight.dims2()?;
+            let b = match &l.bias {
+                Some(b) => data(b)?,
+                None => vec![0.0; out],
+            };
+            Ok(GpuLinear { w: gpu.upload(name, &data(&l.weight)?), b: gpu.upload(name, &b), out, inp })
+        };
+        let norm = |n: &LayerNorm, name: &str| -> Result<GpuNorm> {
+            Ok(GpuNorm { g: gpu.upload(name, &data(&n.weight)?), b: gpu.upload(name, &data(&n.bias)?), eps: n.eps as f32 })
+        };
+        let mut layers = Vec::with_capacity(enc.layers.len());
+        for (i, l) in enc.layers.iter().enumerate() {
+            let n = |what: &str| format!("layer {i} {what}");
+            layers.push(GpuLayer {
+                q: lin(&l.query, &n("q"))?,
+                k: lin(&l.key, &n("k"))?,
+                v: lin(&l.value, &n("v"))?,
+                o: lin(&l.attn_out, &n("o"))?,
+                attn_norm: norm(&l.attn_norm, &n("attn norm"))?,
+                inter: lin(&l.intermediate, &n("ffn in"))?,
+                output: lin(&l.output, &n("ffn out"))?,
+                ffn_norm: norm(&l.ffn_norm, &n("ffn norm"))?,
+            });
+        }
+        let tt = match &enc.token_type_embeddings {
+            Some(t) => data(t)?,
+            None => vec![0.0; h],
+        };
+        let (act, head_act) = enc.activations();
+        Ok(Self {
+            word: gpu.upload("word embeddings", &data(&enc.word_embeddings)?),
+            pos: gpu.upload("position embeddings", &data(&enc.position_embeddings)?),
+            tt: gpu.upload("token type", &tt),
+            embed_norm: norm(&enc.embed_norm, "embed norm")?,
+            layers,
+            final_norm: enc.final_norm.as_ref().map(|n| norm(n, "final norm")).transpose()?,
+            head_dense: lin(&enc.head_dense, "head dense")?,
+            head_norm: norm(&enc.head_norm, "head norm")?,
+            decoder: lin(&enc.decoder, "decoder")?,
+            pre_ln: enc.family.pre_layer_norm(),
+            act: act_code(act),
+            head_act: act_code(head_act),
+            hidden: h,
+            heads,
+            vocab: cfg.vocab_size,
+            offset: cfg.position_offset(),
+            max_len: cfg.max_sequence_len(),
+            gpu,
+        })
+    }
+
+    fn linear(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLinear, x: &wgpu::Buffer, rows: usize, act: u32) -> wgpu::Buffer {
+        let out = self.gpu.scratch("linear out", rows * l.out);
+        let params = [rows as u32, l.out as u32, l.inp as u32, 1 | (act << 1), 0, 0, 0, 0];
+        let groups = (l.out.div_ceil(64) as u32, rows.div_ceil(64) as u32);
+        self.gpu.dispatch(enc, "matmul", &[x, &l.w, &l.b, &out], params, groups);
+        out
+    }
+
+    /// `LN(x (+ r))`; with `keep`, also the sum `x + r` (the pre-LN residual stream).
+    fn norm(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        n: &GpuNorm,
+        x: &wgpu::Buffer,
+        r: Option<&wgpu::Buffer>,
+        rows: usize,
+        keep: bool,
+    ) -> (wgpu::Buffer, Option<wgpu::Buffer>) {
+        let h = self.hidden;
+        let y = self.gpu.scratch("norm out", rows * h);
+        let s = self.gpu.scratch("residual", if keep { rows * h } else { 1 });
+        let flags = r.is_some() as u32 | ((keep as u32) << 1);
+        let params = [rows as u32, h as u32, n.eps.to_bits(), flags, 0, 0, 0, 0];
+        let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
+        self.gpu.dispatch(enc, "layer_norm", &[x, r.unwrap_or(x), &n.g, &n.b, &y, &s], params, groups);
+        (y, keep.then_some(s))
+    }
+
+    fn add(&self, enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) -> wgpu::Buffer {
+        let out = self.gpu.scratch("sum", n);
+        self.gpu.dispatch(enc, "add", &[a, b, &out], [n as u32, 0, 0, 0, 0, 0, 0, 0], Gpu::groups_for(n));
+        out
+    }
+
+    fn attention(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLayer, x: &wgpu::Buffer, t: usize) -> wgpu::Buffer {
+        let (q, k, v) = (self.linear(enc, &l.q, x, t, 0), self.linear(enc, &l.k, x, t, 0), self.linear(enc, &l.v, x, t, 0));
+        let ctx = self.gpu.scratch("attention", t * self.hidden);
+        let hd = self.hidden / self.heads;
+        let scale = (1.0 / (hd as f32).sqrt()).to_bits();
+        let params = [t as u32, self.heads as u32, hd as u32, scale, 0, 0, 0, 0];
+        self.gpu.dispatch(enc, "attention", &[&q, &k, &v, &ctx], params, (t.div_ceil(64) as u32, self.heads as u32));
+        self.linear(enc, &l.o, &ctx, t, 0)
+    }
+
+    /// Logits `[positions × vocab]` (row-major) for one sequence, like `Encoder::logits_at`.
+    pub async fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        let (t, h) = (ids.len(), self.hidden);
+        if t == 0 || t > self.max_len {
+            return Err(Error::input(format!("sequence of {t} tokens: the model takes 1 to {}", self.max_len)));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.vocab) {
+            return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", self.vocab)));
+        }
+        if positions.iter().any(|&p| p >= t) {
+            return Err(Error::input("position outside the sequence"));
+        }
+        let g = &self.gpu;
+        let mut enc = g.encoder();
+        let ids_buf = g.upload_u32("ids", ids);
+        let emb = g.scratch("embeddings", t * h);
+        g.dispatch(&mut enc, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.offset as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
+        let (mut x, _) = self.norm(&mut enc, &self.embed_norm, &emb, None, t, false);
+        for l in &self.layers {
+            if self.pre_ln {
+                let (hn, _) = self.norm(&mut enc, &l.attn_norm, &x, None, t, false);
+                let a = self.attention(&mut enc, l, &hn, t);
+                let (h2, s) = self.norm(&mut enc, &l.ffn_norm, &x, Some(&a), t, true);
+                let f = self.linear(&mut enc, &l.inter, &h2, t, self.act);
+                let o = self.linear(&mut enc, &l.output, &f, t, 0);
+                x = self.add(&mut enc, &s.expect("kept residual"), &o, t * h);
+            } else {
+                let a = self.attention(&mut enc, l, &x, t);
+                let (x1, _) = self.norm(&mut enc, &l.attn_norm, &x, Some(&a), t, false);
+                let f = self.linear(&mut enc, &l.inter, &x1, t, self.act);
+                let o = self.linear(&mut enc, &l.output, &f, t, 0);
+                x = self.norm(&mut enc, &l.ffn_norm, &x1, Some(&o), t, false).0;
+            }
+        }
+        if let Some(n) = &self.final_norm {
+            x = self.norm(&mut enc, n, &x, None, t, false).0;
+        }
+        // The head only for the requested rows: it is the largest matmul.
+        let rows = positions.len();
+        let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let idx_buf = g.upload_u32("positions", &idx);
+        let picked = g.scratch("rows", rows * h);
+        g.dispatch(&mut enc, "gather", &[&x, &idx_buf, &picked], [rows as u32, h as u32, 0, 0, 0, 0, 0, 0], Gpu::groups_for(rows * h));
+        let y = self.linear(&mut enc, &self.head_dense, &picked, rows, self.head_act);
+        let (y, _) = self.norm(&mut enc, &self.head_norm, &y, None, rows, false);
+        let logits = self.linear(&mut enc, &self.decoder, &y, rows, 0);
+        g.read(enc, &logits, rows * self.vocab).await
+    }
+
+    /// [`GpuEncoder::logits_at`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn logits_at_blocking(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        pollster::block_on(self.logits_at(ids, positions))
+    }
+}

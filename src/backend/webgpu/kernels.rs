@@ -1,0 +1,239 @@
+//! The WGSL kernels of the forward pass. f32 only, no subgroups and no `shader-f16`
+//! (SwiftShader, Chromium's software WebGPU, has neither). Every kernel reads its sizes from
+//! one uniform of eight u32 (`P`), floats passed as their bits.
+
+/// Shared header: the parameter block.
+const HEADER: &str = r#"
+struct P { a: u32, b: u32, c: u32, d: u32, e: u32, f: u32, g: u32, h: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+"#;
+
+/// `out[m × n] = act(x[m × k] · w[n × k]ᵀ + bias)`: 64 × 64 output tiles per workgroup of
+/// 16 × 16 threads, each thread a 4 × 4 register block; 64 × 16 slices of `x` and `w` staged
+/// in workgroup memory. p: a = m, b = n, c = k, d = flags (bit 0: bias; bits 1–2: 0 none,
+/// 1 exact GELU, 2 tanh GELU, 3 ReLU).
+pub const MATMUL: &str = r#"
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const TS: u32 = 64u;
+const TK: u32 = 16u;
+var<workgroup> xs: array<f32, 1024>;
+var<workgroup> ws: array<f32, 1024>;
+
+// erf by Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7): WGSL has no erf.
+fn erf(v: f32) -> f32 {
+  let s = sign(v);
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return s * y;
+}
+
+fn act(v: f32, kind: u32) -> f32 {
+  switch kind {
+    case 1u: { return 0.5 * v * (1.0 + erf(v * 0.70710678118654752)); }
+    case 2u: { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+    case 3u: { return max(v, 0.0); }
+    default: { return v; }
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
+  let m = p.a; let n = p.b; let k = p.c;
+  let row0 = wid.y * TS;
+  let col0 = wid.x * TS;
+  let tid = lid.y * 16u + lid.x;
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < k; k0 += TK) {
+    for (var i = 0u; i < 4u; i++) {
+      let e = tid + i * 256u;
+      let r = e / TK;
+      let c = k0 + e % TK;
+      let gr = row0 + r;
+      let gn = col0 + r;
+      xs[e] = select(0.0, x[min(gr * k + c, arrayLength(&x) - 1u)], gr < m && c < k);
+      ws[e] = select(0.0, w[min(gn * k + c, arrayLength(&w) - 1u)], gn < n && c < k);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        a[i] = xs[(lid.y * 4u + i) * TK + kk];
+        b[i] = ws[(lid.x * 4u + i) * TK + kk];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+          acc[i][j] = acc[i][j] + a[i] * b[j];
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  let has_bias = (p.d & 1u) != 0u;
+  let kind = (p.d >> 1u) & 3u;
+  for (var i = 0u; i < 4u; i++) {
+    let r = row0 + lid.y * 4u + i;
+    for (var j = 0u; j < 4u; j++) {
+      let c = col0 + lid.x * 4u + j;
+      if (r < m && c < n) {
+        var v = acc[i][j];
+        if (has_bias) { v = v + bias[c]; }
+        out[r * n + c] = act(v, kind);
+      }
+    }
+  }
+}
+"#;
+
+/// Per row of `h`: `s = x + r` (when bit 0 of d), `y = (s − mean) / sqrt(var + eps) · g + b`;
+/// `s` written back when bit 1 of d (pre-LN keeps the residual stream). One workgroup of 64
+/// threads per row. p: a = rows, b = h, c = eps bits, d = flags.
+pub const LAYER_NORM: &str = r#"
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> r: array<f32>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read> bb: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> s: array<f32>;
+
+var<workgroup> part: array<f32, 64>;
+
+fn total(v: f32, lid: u32) -> f32 {
+  part[lid] = v;
+  workgroupBarrier();
+  for (var stride = 32u; stride > 0u; stride = stride >> 1u) {
+    if (lid < stride) { part[lid] = part[lid] + part[lid + stride]; }
+    workgroupBarrier();
+  }
+  let t = part[0];
+  workgroupBarrier();
+  return t;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u) {
+  let row = wid.x + wid.y * 65535u;
+  if (row >= p.a) { return; }
+  let h = p.b;
+  let lid = lid3.x;
+  let base = row * h;
+  let add = (p.d & 1u) != 0u;
+  let keep = (p.d & 2u) != 0u;
+  var sum = 0.0;
+  for (var i = lid; i < h; i += 64u) {
+    var v = x[base + i];
+    if (add) { v = v + r[base + i]; }
+    if (keep) { s[base + i] = v; }
+    sum = sum + v;
+  }
+  let mean = total(sum, lid) / f32(h);
+  var sq = 0.0;
+  for (var i = lid; i < h; i += 64u) {
+    var v = x[base + i];
+    if (add) { v = v + r[base + i]; }
+    sq = sq + (v - mean) * (v - mean);
+  }
+  let inv = inverseSqrt(total(sq, lid) / f32(h) + bitcast<f32>(p.c));
+  for (var i = lid; i < h; i += 64u) {
+    var v = x[base + i];
+    if (add) { v = v + r[base + i]; }
+    y[base + i] = (v - mean) * inv * g[i] + bb[i];
+  }
+}
+"#;
+
+/// Self-attention without masking (every sequence is full length): one invocation per
+/// (query, head) with an online softmax over the keys. q, k, v, out: [t × heads·hd].
+/// p: a = t, b = heads, c = hd (≤ 128), d = scale bits.
+pub const ATTENTION: &str = r#"
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let t = p.a; let heads = p.b; let hd = p.c;
+  let i = gid.x;
+  let head = gid.y;
+  if (i >= t || head >= heads) { return; }
+  let width = heads * hd;
+  let qo = i * width + head * hd;
+  let scale = bitcast<f32>(p.d);
+  var acc: array<f32, 128>;
+  var mx = -3.4e38;
+  var den = 0.0;
+  for (var j = 0u; j < t; j++) {
+    let ko = j * width + head * hd;
+    var sc = 0.0;
+    for (var d = 0u; d < hd; d++) { sc = sc + q[qo + d] * k[ko + d]; }
+    sc = sc * scale;
+    let nm = max(mx, sc);
+    let fix = exp(mx - nm);
+    let e = exp(sc - nm);
+    den = den * fix + e;
+    for (var d = 0u; d < hd; d++) { acc[d] = acc[d] * fix + e * v[ko + d]; }
+    mx = nm;
+  }
+  for (var d = 0u; d < hd; d++) { out[qo + d] = acc[d] / den; }
+}
+"#;
+
+/// Embeddings: `out[t, :] = word[ids[t], :] + pos[t + offset, :] + tt[:]`.
+/// p: a = t, b = h, c = position offset.
+pub const EMBED: &str = r#"
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> word: array<f32>;
+@group(0) @binding(3) var<storage, read> pos: array<f32>;
+@group(0) @binding(4) var<storage, read> tt: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let h = p.b;
+  let e = gid.x + gid.y * 65535u * 64u;
+  if (e >= p.a * h) { return; }
+  let t = e / h;
+  let c = e % h;
+  out[e] = word[ids[t] * h + c] + pos[(t + p.c) * h + c] + tt[c];
+}
+"#;
+
+/// Rows of `x` picked by index: `out[i, :] = x[rows[i], :]`; p: a = count, b = h.
+pub const GATHER: &str = r#"
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> rows: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let h = p.b;
+  let e = gid.x + gid.y * 65535u * 64u;
+  if (e >= p.a * h) { return; }
+  out[e] = x[rows[e / h] * h + e % h];
+}
+"#;
+
+/// `out = a + b` elementwise; p: a = n.
+pub const ADD: &str = r#"
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let e = gid.x + gid.y * 65535u * 64u;
+  if (e >= p.a) { return; }
+  out[e] = a[e] + b[e];
+}
+"#;
+
+/// A kernel's full source: the shared header plus its body.
+pub fn source(body: &str) -> String {
+    format!("{HEADER}{body}")
+}

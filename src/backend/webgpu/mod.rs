@@ -1,0 +1,236 @@
+//! The WebGPU backend: the encoder's forward pass as WGSL compute kernels through `wgpu`
+//! (natively on Vulkan — Mesa's lavapipe in CI — and, compiled to wasm32, on the browser's
+//! WebGPU). The CPU path stays the reference: every kernel and the whole forward are tested
+//! against it (`tests/webgpu.rs`).
+//!
+//! One forward pass is one command submission; weights are uploaded once per model and only
+//! the logits of the requested positions are read back.
+
+mod encoder;
+pub mod kernels;
+
+use std::collections::HashMap;
+
+use wgpu::util::DeviceExt;
+
+pub use encoder::GpuEncoder;
+
+use crate::error::{Error, Result};
+
+/// The kernels, by name.
+const KERNELS: [(&str, &str); 6] = [
+    ("matmul", kernels::MATMUL),
+    ("layer_norm", kernels::LAYER_NORM),
+    ("attention", kernels::ATTENTION),
+    ("embed", kernels::EMBED),
+    ("gather", kernels::GATHER),
+    ("add", kernels::ADD),
+];
+
+/// A device with the compiled kernels.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub adapter: String,
+    pub max_buffer: u64,
+}
+
+fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Device(format!("{what}: {e}"))
+}
+
+impl Gpu {
+    /// Finds an adapter and compiles the kernels.
+    pub async fn new() -> Result<Self> {
+        let instance = wgpu::Instance::default();
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions::default())
+            .await
+            .map_err(|e| gpu_err("no WebGPU adapter", e))?;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("unmask"),
+                required_features: wgpu::Features::empty(),
+                // The adapter's own limits: large models need big storage buffers.
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| gpu_err("cannot open the WebGPU device", e))?;
+        let mut pipelines = HashMap::new();
+        for (name, body) in KERNELS {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(kernels::source(body).into()),
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            pipelines.insert(name, pipeline);
+        }
+        let info = adapter.get_info();
+        Ok(Self {
+            device,
+            queue,
+            pipelines,
+            adapter: format!("{} ({:?})", info.name, info.backend),
+            max_buffer: limits.max_storage_buffer_binding_size as u64,
+        })
+    }
+
+    /// [`Gpu::new`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Self> {
+        pollster::block_on(Self::new())
+    }
+
+    pub fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        // Zero-length bindings are invalid: keep one float.
+        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck_f32(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    pub fn upload_u32(&self, label: &str, data: &[u32]) -> wgpu::Buffer {
+        let data: &[u32] = if data.is_empty() { &[0] } else { data };
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// A scratch buffer of `floats` f32.
+    pub fn scratch(&self, label: &str, floats: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (floats.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Records one kernel launch: `buffers` bind to 1, 2, … in order, `params` to the uniform.
+    pub fn dispatch(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        kernel: &str,
+        buffers: &[&wgpu::Buffer],
+        params: [u32; 8],
+        groups: (u32, u32),
+    ) {
+        let pipeline = &self.pipelines[kernel];
+        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        }
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel), timestamp_writes: None });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
+    }
+
+    /// Workgroups for `n` elements in groups of 64, folded into y past the 65,535 limit of x.
+    pub fn groups_for(n: usize) -> (u32, u32) {
+        let g = n.div_ceil(64) as u32;
+        if g <= 65_535 {
+            (g, 1)
+        } else {
+            (65_535, g.div_ceil(65_535))
+        }
+    }
+
+    /// Copies `floats` f32 from `buf` to the CPU (after the work recorded in `enc`).
+    pub async fn read(&self, mut enc: wgpu::CommandEncoder, buf: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>> {
+        let size = (floats.max(1) * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_oneshot();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| gpu_err("GPU wait failed", e))?;
+        rx.await.map_err(|e| gpu_err("reading back from the GPU failed", format!("{e:?}")))?;
+        let view = staging.slice(..).get_mapped_range().map_err(|e| gpu_err("mapping the readback buffer", format!("{e:?}")))?;
+        let out: Vec<f32> = view.chunks_exact(4).take(floats).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") })
+    }
+}
+
+fn bytemuck_f32(data: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern of the result is read as plain bytes.
+    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
+}
+
+/// A one-shot channel whose receiver is a future (the map callback may run on another
+/// thread natively, or from the browser's event loop in wasm).
+fn futures_oneshot<T: Send + 'static>() -> (OneshotTx<T>, OneshotRx<T>) {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(OneshotState { value: None, waker: None }));
+    (OneshotTx(shared.clone()), OneshotRx(shared))
+}
+
+struct OneshotState<T> {
+    value: Option<T>,
+    waker: Option<std::task::Waker>,
+}
+
+struct OneshotTx<T>(std::sync::Arc<std::sync::Mutex<OneshotState<T>>>);
+struct OneshotRx<T>(std::sync::Arc<std::sync::Mutex<OneshotState<T>>>);
+
+impl<T> OneshotTx<T> {
+    fn send(self, v: T) {
+        let mut s = self.0.lock().expect("oneshot lock");
+        s.value = Some(v);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> std::future::Future for OneshotRx<T> {
+    type Output = T;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        let mut s = self.0.lock().expect("oneshot lock");
+        match s.value.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The WebGPU kernels against the CPU path, natively through wgpu on Vulkan (Mesa's lavapipe
+//! in CI: `XDG_RUNTIME_DIR=/tmp`, `mesa-vulkan-drivers`). Tiny shapes, including sizes that
+//! are not multiples of the kernels' tiles. No adapter is a failure, not a skip.
+#![cfg(feature = "webgpu")]
+
+mod common;
+
+use common::{fixture, FAMILIES};
+use unmask::backend::gemm::matmul_t;
+use unmask::backend::webgpu::{Gpu, GpuEncoder};
+use unmask::diffusion::rng::Rng;
+use unmask::Model;
+
+fn gpu() -> Gpu {
+    Gpu::new_blocking().expect("a WebGPU adapter (lavapipe in CI)")
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn matmul_kernel_matches_the_cpu_with_bias_and_activations() {
+    let g = gpu();
+    let mut rng = Rng::new(5);
+    for &(m, k, n) in &[(1usize, 1usize, 1usize), (5, 7, 3), (70, 33, 130), (64, 64, 64), (3, 130, 65)] {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.5).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.next_f32() - 0.5).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.next_f32() - 0.5).collect();
+        let mut want = vec![0f32; m * n];
+        matmul_t(&x, &w, Some(&b), m, k, n, &mut want);
+        for act in 0..4u32 {
+            let (xb, wb, bb) = (g.upload("x", &x), g.upload("w", &w), g.upload("b", &b));
+            let out = g.scratch("out", m * n);
+            let mut enc = g.encoder();
+            g.dispatch(&mut enc, "matmul", &[&xb, &wb, &bb, &out], [m as u32, n as u32, k as u32, 1 | (act << 1), 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
+            let got = pollster::block_on(g.read(enc, &out, m * n)).unwrap();
+            let expect: Vec<f32> = want
+                .iter()
+                .map(|&v| match act {
+                    1 => 0.5 * v * (1.0 + erf(v / std::f32::consts::SQRT_2)),
+                    2 => 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044715 * v * v * v)).tanh()),
+                    3 => v.max(0.0),
+                    _ => v,
+                })
+                .collect();
+            let d = max_diff(&got, &expect);
+            assert!(d <= 1e-5 * (k as f32).sqrt() + 1e-6, "{m}×{k}×{n} act {act}: max diff {d}");
+        }
+    }
+}
+
+/// erf for the reference (libm-quality series is overkill at these tolerances).
+fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    // Abramowitz–Stegun 7.1.26 in f64, like the kernel but without f32 rounding.
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * (-x * x).exp();
+    (y * x.signum()) as f32
+}
+
+#[test]
+fn layer_norm_kernel_matches_the_cpu_with_and_without_residual() {
+    let g = gpu();
+    let mut rng = Rng::new(9);
+    for &(rows, h) in &[(1usize, 1usize), (3, 37), (5, 200)] {
+        let x: Vec<f32> = (0..rows * h).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
+        let r: Vec<f32> = (0..rows * h).map(|_| rng.next_f32() - 0.5).collect();
+        let gam: Vec<f32> = (0..h).map(|_| rng.next_f32() + 0.5).collect();
+        let bet: Vec<f32> = (0..h).map(|_| rng.next_f32() - 0.5).collect();
+        for residual in [false, true] {
+            let (xb, rb, gb, bb) = (g.upload("x", &x), g.upload("r", &r), g.upload("g", &gam), g.upload("b", &bet));
+            let (y, s) = (g.scratch("y", rows * h), g.scratch("s", rows * h));
+            let mut enc = g.encoder();
+            g.dispatch(&mut enc, "layer_norm", &[&xb, &rb, &gb, &bb, &y, &s], [rows as u32, h as u32, 1e-5f32.to_bits(), residual as u32 | 2, 0, 0, 0, 0], (rows as u32, 1));
+            let got = pollster::block_on(g.read(enc, &y, rows * h)).unwrap();
+            let mut want = Vec::new();
+            for i in 0..rows {
+                let v: Vec<f32> = (0..h).map(|j| x[i * h + j] + if residual { r[i * h + j] } else { 0.0 }).collect();
+                let mean = v.iter().sum::<f32>() / h as f32;
+                let var = v.iter().map(|a| (a - mean) * (a - mean)).sum::<f32>() / h as f32;
+                want.extend((0..h).map(|j| (v[j] - mean) / (var + 1e-5).sqrt() * gam[j] + bet[j]));
+            }
+            let d = max_diff(&got, &want);
+            assert!(d <= 1e-4, "{rows}×{h} residual {residual}: {d}");
+        }
+    }
+}
+
+#[test]
+fn the_whole_forward_matches_the_cpu_for_every_family() {
+    for family in FAMILIES {
+        let model = Model::load(&fixture(family)).unwrap();
+        let gpu_enc = GpuEncoder::new(gpu(), &model.encoder).unwrap();
+        let n = model.config().max_sequence_len().min(37);
+        let ids: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 5) % model.config().vocab_size as u32).collect();
+        let positions = [0usize, 1, n / 2, n - 1];
+        let want = model.logits_at(&ids, &positions).unwrap();
+        let got = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
+        let d = max_diff(&got, &want);
+        println!("{family}: max |Δlogit| GPU vs CPU = {d:.2e} on {}", gpu_enc.gpu.adapter);
+        assert!(d <= 1e-3, "{family}: max |Δlogit| {d}");
+    }
+}
+
+#[test]
+fn bad_requests_are_errors_not_panics() {
+    let model = Model::load(&fixture("bert")).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder).unwrap();
+    assert!(e.logits_at_blocking(&[], &[]).is_err());
+    assert!(e.logits_at_blocking(&[1, 2], &[2]).is_err());
+    assert!(e.logits_at_blocking(&[u32::MAX], &[0]).is_err());
+    assert!(e.logits_at_blocking(&vec![1; 10_000], &[0]).is_err());
+}
