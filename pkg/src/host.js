@@ -62,6 +62,7 @@ function plain(e) {
 export class Host {
   constructor() {
     this.engine = null;
+    this.device = 'wasm';
     this.broken = null;
   }
 
@@ -87,9 +88,31 @@ export class Host {
       case 'load': {
         await initWasm(a.wasm);
         const engine = new glue.Engine(a.bytes);
+        let device = 'wasm';
+        let fallbackReason = null;
+        if (a.device !== 'wasm') {
+          // WebGPU where the page has it and the model fits the adapter; otherwise the wasm
+          // path, with the reason. `device: 'webgpu'` makes the reason an error instead.
+          if (typeof navigator === 'undefined' || !navigator.gpu) fallbackReason = 'navigator.gpu is not available (no WebGPU here)';
+          else if (typeof glue.webgpuInit !== 'function') fallbackReason = 'this build has no WebGPU kernels';
+          else {
+            try {
+              const gpu = await glue.webgpuInit();
+              engine.attachGpu(gpu);
+              device = 'webgpu';
+            } catch (e) {
+              fallbackReason = `WebGPU failed: ${e?.message || e}`;
+            }
+          }
+          if (a.device === 'webgpu' && device !== 'webgpu') {
+            engine.free();
+            throw { name: 'DeviceError', message: `WebGPU was requested but ${fallbackReason}` };
+          }
+        }
         this.engine?.free();
         this.engine = engine;
-        return { info: engine.info(), wasmFeatures: features };
+        this.device = device;
+        return { info: engine.info(), wasmFeatures: features, device, fallbackReason };
       }
       case 'memory':
         // wasm memory only grows; this is the high-water mark of the module.
@@ -104,7 +127,16 @@ export class Host {
       case 'begin': return this.engine.begin(a);
       case 'step': {
         const t0 = performance.now();
-        const s = this.engine.step();
+        let s;
+        if (this.device === 'webgpu') {
+          // Positions to score → logits from the GPU (asynchronous readback) → commit.
+          const positions = this.engine.stepPositions();
+          if (!positions) return null;
+          const logits = await this.engine.gpuLogits(this.engine.canvasIds(), positions);
+          s = this.engine.stepCommit(logits);
+        } else {
+          s = this.engine.step();
+        }
         if (s) s.ms = performance.now() - t0;
         return s;
       }
@@ -126,7 +158,7 @@ export class Host {
       // Test hook: a deliberate Rust panic, to check that faults surface as InternalError.
       case 'fault': return this.engine.faultForTesting();
       case 'sample': {
-        // A whole generation in one call (samples shown while training).
+        // A whole generation in one call (samples shown while training), on the CPU path.
         this.engine.begin({ prompt: a.prompt, length: a.length, options: a.options });
         let s;
         let ids = null;

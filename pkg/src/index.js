@@ -77,14 +77,11 @@ class Lock {
   }
 }
 
-function pickDevice(requested) {
+function checkDevice(requested) {
   if (!['auto', 'wasm', 'webgpu'].includes(requested)) {
     throw new OptionsError(`device must be 'auto', 'wasm' or 'webgpu', got ${JSON.stringify(requested)}`);
   }
-  const hasGpu = typeof navigator !== 'undefined' && !!navigator.gpu;
-  const why = hasGpu ? 'this build has no WebGPU kernels yet' : 'navigator.gpu is not available';
-  if (requested === 'webgpu') throw new DeviceError(`WebGPU was requested but ${why}`);
-  return { device: 'wasm', fallbackReason: requested === 'auto' ? why : null };
+  return requested;
 }
 
 export class DiffusionLM {
@@ -110,7 +107,7 @@ export class DiffusionLM {
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
       throw new OptionsError('onProgress must be a function');
     }
-    const { device, fallbackReason } = pickDevice(opts.device ?? 'auto');
+    const requested = checkDevice(opts.device ?? 'auto');
     const progress = opts.onProgress || (() => {});
     const signal = opts.signal;
     const bytes = await readSource(source, { progress, signal, cache: opts.cache !== false });
@@ -120,7 +117,9 @@ export class DiffusionLM {
     progress({ phase: 'compile', loaded: 0, total: 1 });
     try {
       await transport.init();
-      const { info, wasmFeatures } = await transport.call('load', { bytes, wasm: opts.wasm }, useWorker ? [bytes.buffer] : []);
+      // The host picks the device: WebGPU needs the adapter, which lives where the engine runs.
+      const { info, wasmFeatures, device, fallbackReason } = await transport.call(
+        'load', { bytes, wasm: opts.wasm, device: requested }, useWorker ? [bytes.buffer] : []);
       progress({ phase: 'compile', loaded: 1, total: 1 });
       progress({ phase: 'ready', loaded: 1, total: 1 });
       return new DiffusionLM(transport, info, device, fallbackReason, wasmFeatures);

@@ -174,6 +174,7 @@ pub struct Session {
     step: usize,
     total: usize,
     left: usize,
+    pending: Option<Pending>,
 }
 
 impl Session {
@@ -195,6 +196,7 @@ impl Session {
             step: 0,
             total,
             left: masked.len(),
+            pending: None,
         })
     }
 
@@ -221,15 +223,20 @@ impl Session {
 
     /// Runs one denoising step; `None` once the canvas is complete.
     pub fn step<D: Denoiser + ?Sized>(&mut self, model: &D) -> Result<Option<Step>> {
-        let vocab = model.vocab_size();
-        let params = SamplingParams {
-            temperature: self.opts.temperature,
-            top_k: self.opts.top_k,
-            top_p: self.opts.top_p,
-            candidates: self.opts.candidates,
-        };
+        let Some(positions) = self.next_positions() else { return Ok(None) };
+        let logits = model.logits(&self.canvas.ids, &positions)?;
+        self.commit(&logits, model.vocab_size()).map(Some)
+    }
+
+    /// The first half of a step, for backends that compute logits asynchronously (WebGPU):
+    /// the canvas positions whose logits the step needs, or `None` once the canvas is
+    /// complete. Pass those logits to [`Session::commit`].
+    pub fn next_positions(&mut self) -> Option<Vec<usize>> {
+        if let Some(p) = &self.pending {
+            return Some(p.positions.clone());
+        }
         loop {
-            let Some((block, block_steps)) = self.blocks.get(self.block) else { return Ok(None) };
+            let (block, block_steps) = self.blocks.get(self.block)?;
             let open: Vec<usize> =
                 block.iter().copied().filter(|&p| self.canvas.ids[p] == self.canvas.mask_id).collect();
             if open.is_empty() || self.step_in_block >= *block_steps {
@@ -245,52 +252,73 @@ impl Session {
             // The random strategy decides where to reveal before seeing any logits, so only
             // those positions go through the MLM head (its largest matmul): ~1/steps of the
             // masks per step instead of all of them.
-            let (scored, chosen_first): (Vec<usize>, bool) = if self.opts.strategy == Strategy::Random {
+            let (positions, chosen_first) = if self.opts.strategy == Strategy::Random {
                 let mut idx: Vec<usize> = (0..open.len()).collect();
                 self.rng.shuffle(&mut idx);
                 idx.truncate(share);
                 idx.sort_unstable();
-                (idx, true)
+                (idx.into_iter().map(|j| open[j]).collect(), true)
             } else {
-                ((0..open.len()).collect(), false)
+                (open, false)
             };
-            let positions: Vec<usize> = scored.iter().map(|&j| open[j]).collect();
-            let logits = model.logits(&self.canvas.ids, &positions)?;
-            if logits.len() != positions.len() * vocab {
-                return Err(Error::model("the model returned logits of the wrong size"));
-            }
-            let picks: Vec<Pick> =
-                logits.chunks(vocab).map(|row| pick(row, &self.banned, &params, &mut self.rng)).collect();
-            // Indices into `picks`/`positions` to commit, sorted by position.
-            let chosen: Vec<usize> =
-                if chosen_first { (0..picks.len()).collect() } else { choose(&self.opts, &picks, share) };
-            let mut s = Step {
-                step: self.step + 1,
-                total: self.total,
-                ids: Vec::new(),
-                revealed: Vec::with_capacity(chosen.len()),
-                confidence: Vec::with_capacity(chosen.len()),
-                candidates: Vec::new(),
-                masked: 0,
-                done: false,
-            };
-            for j in chosen {
-                self.canvas.ids[positions[j]] = picks[j].token;
-                s.revealed.push(positions[j]);
-                s.confidence.push(picks[j].confidence);
-                if self.opts.candidates > 0 {
-                    s.candidates.push(picks[j].candidates.clone());
-                }
-            }
-            self.left -= s.revealed.len();
-            self.step += 1;
-            self.step_in_block += 1;
-            s.masked = self.left;
-            s.done = self.left == 0;
-            s.ids = self.canvas.ids.clone();
-            return Ok(Some(s));
+            self.pending = Some(Pending { positions: positions.clone(), chosen_first, share });
+            return Some(positions);
         }
     }
+
+    /// The second half of a step: samples from `logits` (`[positions × vocab]` for the
+    /// positions [`Session::next_positions`] gave) and commits this step's share.
+    pub fn commit(&mut self, logits: &[f32], vocab: usize) -> Result<Step> {
+        let Some(Pending { positions, chosen_first, share }) = self.pending.take() else {
+            return Err(Error::input("no step is pending: call next_positions first"));
+        };
+        if vocab == 0 || logits.len() != positions.len() * vocab {
+            return Err(Error::model("the model returned logits of the wrong size"));
+        }
+        let params = SamplingParams {
+            temperature: self.opts.temperature,
+            top_k: self.opts.top_k,
+            top_p: self.opts.top_p,
+            candidates: self.opts.candidates,
+        };
+        let picks: Vec<Pick> =
+            logits.chunks(vocab).map(|row| pick(row, &self.banned, &params, &mut self.rng)).collect();
+        // Indices into `picks`/`positions` to commit, sorted by position.
+        let chosen: Vec<usize> = if chosen_first { (0..picks.len()).collect() } else { choose(&self.opts, &picks, share) };
+        let mut s = Step {
+            step: self.step + 1,
+            total: self.total,
+            ids: Vec::new(),
+            revealed: Vec::with_capacity(chosen.len()),
+            confidence: Vec::with_capacity(chosen.len()),
+            candidates: Vec::new(),
+            masked: 0,
+            done: false,
+        };
+        for j in chosen {
+            self.canvas.ids[positions[j]] = picks[j].token;
+            s.revealed.push(positions[j]);
+            s.confidence.push(picks[j].confidence);
+            if self.opts.candidates > 0 {
+                s.candidates.push(picks[j].candidates.clone());
+            }
+        }
+        self.left -= s.revealed.len();
+        self.step += 1;
+        self.step_in_block += 1;
+        s.masked = self.left;
+        s.done = self.left == 0;
+        s.ids = self.canvas.ids.clone();
+        Ok(s)
+    }
+}
+
+/// A step between [`Session::next_positions`] and [`Session::commit`].
+struct Pending {
+    positions: Vec<usize>,
+    /// The random strategy already chose: commit every scored position.
+    chosen_first: bool,
+    share: usize,
 }
 
 /// Denoises `canvas` to the end. `on_step` sees every step and returns `false` to stop.

@@ -81,6 +81,34 @@ pub struct Engine {
     model: Model,
     session: Option<Session>,
     trainer: Option<Trainer>,
+    /// The model's weights on the GPU, when WebGPU is in use. An `Rc` so a pending
+    /// readback (a JS promise) can hold it while JS keeps calling in.
+    #[cfg(feature = "webgpu")]
+    gpu: Option<std::rc::Rc<crate::backend::webgpu::GpuEncoder>>,
+}
+
+/// A WebGPU device with the kernels compiled, waiting to be attached to an engine.
+#[cfg(feature = "webgpu")]
+#[wasm_bindgen]
+pub struct GpuDevice(Option<crate::backend::webgpu::Gpu>);
+
+#[cfg(feature = "webgpu")]
+#[wasm_bindgen]
+impl GpuDevice {
+    /// The adapter's description.
+    pub fn adapter(&self) -> String {
+        self.0.as_ref().map(|g| g.adapter.clone()).unwrap_or_default()
+    }
+}
+
+/// Opens the page's WebGPU adapter and compiles the kernels (the `compile` phase of loading).
+#[cfg(feature = "webgpu")]
+#[wasm_bindgen(js_name = webgpuInit)]
+pub fn webgpu_init() -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async {
+        let gpu = crate::backend::webgpu::Gpu::new().await.map_err(js_err)?;
+        Ok(JsValue::from(GpuDevice(Some(gpu))))
+    })
 }
 
 #[wasm_bindgen]
@@ -89,7 +117,13 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(bytes: &[u8]) -> Result<Engine, JsValue> {
         let model = Model::from_gguf_bytes(bytes).map_err(js_err)?;
-        Ok(Engine { model, session: None, trainer: None })
+        Ok(Engine {
+            model,
+            session: None,
+            trainer: None,
+            #[cfg(feature = "webgpu")]
+            gpu: None,
+        })
     }
 
     pub fn info(&self) -> Result<JsValue, JsValue> {
@@ -130,6 +164,10 @@ impl Engine {
                 return Err(js_err(e));
             }
         };
+        self.step_out(step)
+    }
+
+    fn step_out(&mut self, step: crate::diffusion::Step) -> Result<JsValue, JsValue> {
         let codec = &self.model.codec;
         let out = StepOut {
             step: step.step,
@@ -150,6 +188,64 @@ impl Engine {
             self.session = None;
         }
         to_js(&out)
+    }
+
+    /// Moves this model's weights onto `device`; steps then run through
+    /// `stepPositions` → `gpuLogits` → `stepCommit`.
+    #[cfg(feature = "webgpu")]
+    #[wasm_bindgen(js_name = attachGpu)]
+    pub fn attach_gpu(&mut self, device: &mut GpuDevice) -> Result<(), JsValue> {
+        let gpu = device.0.take().ok_or_else(|| js_err(Error::Device("this GPU device is already in use".into())))?;
+        let enc = crate::backend::webgpu::GpuEncoder::new(gpu, &self.model.encoder).map_err(js_err)?;
+        self.gpu = Some(std::rc::Rc::new(enc));
+        Ok(())
+    }
+
+    /// The canvas positions the next step needs logits for, or `null` when the generation is
+    /// complete (the first half of a step, for the asynchronous GPU path).
+    #[wasm_bindgen(js_name = stepPositions)]
+    pub fn step_positions(&mut self) -> Option<Vec<u32>> {
+        let session = self.session.as_mut()?;
+        match session.next_positions() {
+            Some(p) => Some(p.into_iter().map(|x| x as u32).collect()),
+            None => {
+                self.session = None;
+                None
+            }
+        }
+    }
+
+    /// The current canvas' token ids.
+    #[wasm_bindgen(js_name = canvasIds)]
+    pub fn canvas_ids(&self) -> Vec<u32> {
+        self.session.as_ref().map(|s| s.canvas().ids.clone()).unwrap_or_default()
+    }
+
+    /// Logits `[positions × vocab]` from the GPU; resolves to a `Float32Array`.
+    #[cfg(feature = "webgpu")]
+    #[wasm_bindgen(js_name = gpuLogits)]
+    pub fn gpu_logits(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<js_sys::Promise, JsValue> {
+        let gpu = self.gpu.clone().ok_or_else(|| js_err(Error::Device("no GPU is attached".into())))?;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
+            let logits = gpu.logits_at(&ids, &positions).await.map_err(js_err)?;
+            Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+        }))
+    }
+
+    /// The second half of a step: commits from `logits` and returns the step.
+    #[wasm_bindgen(js_name = stepCommit)]
+    pub fn step_commit(&mut self, logits: Vec<f32>) -> Result<JsValue, JsValue> {
+        let vocab = self.model.config().vocab_size;
+        let session = self.session.as_mut().ok_or_else(|| js_err(Error::input("no generation is running")))?;
+        let step = match session.commit(&logits, vocab) {
+            Ok(s) => s,
+            Err(e) => {
+                self.session = None;
+                return Err(js_err(e));
+            }
+        };
+        self.step_out(step)
     }
 
     /// Drops the running generation, if any.
@@ -231,6 +327,14 @@ impl Engine {
         let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
         self.session = None;
         self.model = t.snapshot().map_err(js_err)?;
+        // The GPU copy of the weights follows the trained model (re-uploaded on the same device).
+        #[cfg(feature = "webgpu")]
+        if let Some(rc) = self.gpu.take() {
+            if let Ok(old) = std::rc::Rc::try_unwrap(rc) {
+                let enc = crate::backend::webgpu::GpuEncoder::new(old.into_gpu(), &self.model.encoder).map_err(js_err)?;
+                self.gpu = Some(std::rc::Rc::new(enc));
+            }
+        }
         self.info()
     }
 

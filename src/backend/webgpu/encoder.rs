@@ -227,6 +227,11 @@ impl GpuEncoder {
         g.read(enc, &logits, rows * self.vocab).await
     }
 
+    /// Gives the device back (to upload other weights on it).
+    pub fn into_gpu(self) -> Gpu {
+        self.gpu
+    }
+
     /// [`GpuEncoder::logits_at`] for native callers.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn logits_at_blocking(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {

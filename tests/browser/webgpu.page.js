@@ -1,0 +1,41 @@
+// The WebGPU path in the browser: `device: 'auto'` picks WebGPU when the page has it, and a
+// greedy generation gives the same tokens as the wasm CPU path. Results on window.results.
+import { DiffusionLM } from '../../pkg/src/index.js';
+
+const MODEL = '/target/models/fixture-f32.gguf';
+const out = {};
+
+async function tokens(lm) {
+  let last;
+  for await (const s of lm.generate('The cat', { length: 24, steps: 6, seed: 3, topK: 1 })) last = s;
+  return Array.from(last.ids);
+}
+
+try {
+  const phases = [];
+  const gpu = await DiffusionLM.load(MODEL, { cache: false, onProgress: (p) => phases.push(p.phase) });
+  out.device = gpu.device;
+  out.fallbackReason = gpu.fallbackReason;
+  out.phases = phases;
+  const cpu = await DiffusionLM.load(MODEL, { cache: false, device: 'wasm' });
+  out.cpuDevice = cpu.device;
+  out.gpuIds = await tokens(gpu);
+  out.cpuIds = await tokens(cpu);
+  // Infill and edit go through the same step path.
+  let last;
+  for await (const s of gpu.infill('The [MASK:3] sat on the [MASK].', { steps: 4, strategy: 'confidence', topK: 1 })) last = s;
+  out.infillMasked = last.masked;
+  const t0 = performance.now();
+  await tokens(gpu);
+  out.gpuMs = performance.now() - t0;
+  const t1 = performance.now();
+  await tokens(cpu);
+  out.cpuMs = performance.now() - t1;
+  await gpu.dispose();
+  await cpu.dispose();
+  out.done = true;
+} catch (e) {
+  out.fatal = `${e?.name}: ${e?.message}`;
+}
+window.results = out;
+document.getElementById('status').textContent = out.done ? 'done' : 'failed';

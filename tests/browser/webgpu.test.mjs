@@ -1,0 +1,23 @@
+// WebGPU in headless Chromium (SwiftShader, with --enable-unsafe-webgpu): the package chooses
+// it, and greedy generation matches the wasm CPU path token for token. (Without the flag the
+// package test checks the fallback and its reason.)
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { start } from './harness.mjs';
+
+const h = await start({ webgpu: true });
+after(() => h.close());
+
+test('WebGPU is picked where the page has it, and agrees with the CPU path', async () => {
+  await h.page.goto(`${h.origin}/tests/browser/webgpu.html`);
+  await h.page.waitForFunction(() => window.results, null, { timeout: 120_000 });
+  const r = await h.page.evaluate(() => window.results);
+  assert.equal(r.fatal, undefined, r.fatal);
+  assert.equal(r.device, 'webgpu', `fell back: ${r.fallbackReason}`);
+  assert.equal(r.fallbackReason, null);
+  assert.equal(r.cpuDevice, 'wasm');
+  assert.deepEqual(r.gpuIds, r.cpuIds, 'greedy tokens on WebGPU and on the CPU');
+  assert.equal(r.infillMasked, 0);
+  assert.deepEqual(h.offsite, []);
+  console.log(`24 tokens × 6 steps: WebGPU (SwiftShader) ${r.gpuMs.toFixed(0)} ms, wasm ${r.cpuMs.toFixed(0)} ms`);
+});
