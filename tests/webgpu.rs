@@ -99,6 +99,11 @@ fn the_whole_forward_matches_the_cpu_for_every_family() {
         let want = model.logits_at(&ids, &positions).unwrap();
         let got = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
         let d = max_diff(&got, &want);
+        // A second forward of the same length reuses every scratch buffer and agrees.
+        let pooled = gpu_enc.pooled_buffers();
+        assert!(pooled > 10);
+        assert_eq!(gpu_enc.logits_at_blocking(&ids, &positions).unwrap(), got);
+        assert_eq!(gpu_enc.pooled_buffers(), pooled, "no new scratch buffers for a same-length step");
         println!("{family}: max |Δlogit| GPU vs CPU = {d:.2e} on {}", gpu_enc.gpu.adapter);
         assert!(d <= 1e-3, "{family}: max |Δlogit| {d}");
     }

@@ -1,6 +1,9 @@
 //! The encoder's forward pass on the GPU: the same computation as `model::Encoder` (one model
 //! definition; this file only places its tensors in GPU buffers and orders the kernels).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use candle_core::Tensor;
 
 use super::Gpu;
@@ -53,6 +56,10 @@ pub struct GpuEncoder {
     vocab: usize,
     offset: usize,
     max_len: usize,
+    /// Scratch buffers by byte size: a forward takes them here and returns them after its
+    /// readback, so the steps of a generation (same length) allocate nothing new.
+    pool: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
+    in_use: RefCell<Vec<wgpu::Buffer>>,
 }
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
@@ -130,12 +137,36 @@ impl GpuEncoder {
             vocab: cfg.vocab_size,
             offset: cfg.position_offset(),
             max_len: cfg.max_sequence_len(),
+            pool: RefCell::default(),
+            in_use: RefCell::default(),
             gpu,
         })
     }
 
+    /// A scratch buffer of `floats` f32, from the pool when one of that size is free.
+    fn scratch(&self, label: &str, floats: usize) -> wgpu::Buffer {
+        let size = (floats.max(1) * 4) as u64;
+        let reused = self.pool.borrow_mut().get_mut(&size).and_then(|v| v.pop());
+        let b = reused.unwrap_or_else(|| self.gpu.scratch(label, floats));
+        self.in_use.borrow_mut().push(b.clone());
+        b
+    }
+
+    /// Returns the scratch buffers of a finished (or failed) forward to the pool.
+    fn recycle(&self) {
+        let mut pool = self.pool.borrow_mut();
+        for b in self.in_use.borrow_mut().drain(..) {
+            pool.entry(b.size()).or_default().push(b);
+        }
+    }
+
+    /// Scratch buffers held by the pool (for tests: steps of one length reuse them).
+    pub fn pooled_buffers(&self) -> usize {
+        self.pool.borrow().values().map(Vec::len).sum()
+    }
+
     fn linear(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLinear, x: &wgpu::Buffer, rows: usize, act: u32) -> wgpu::Buffer {
-        let out = self.gpu.scratch("linear out", rows * l.out);
+        let out = self.scratch("linear out", rows * l.out);
         let params = [rows as u32, l.out as u32, l.inp as u32, 1 | (act << 1), 0, 0, 0, 0];
         let groups = (l.out.div_ceil(64) as u32, rows.div_ceil(64) as u32);
         self.gpu.dispatch(enc, "matmul", &[x, &l.w, &l.b, &out], params, groups);
@@ -153,8 +184,8 @@ impl GpuEncoder {
         keep: bool,
     ) -> (wgpu::Buffer, Option<wgpu::Buffer>) {
         let h = self.hidden;
-        let y = self.gpu.scratch("norm out", rows * h);
-        let s = self.gpu.scratch("residual", if keep { rows * h } else { 1 });
+        let y = self.scratch("norm out", rows * h);
+        let s = self.scratch("residual", if keep { rows * h } else { 1 });
         let flags = r.is_some() as u32 | ((keep as u32) << 1);
         let params = [rows as u32, h as u32, n.eps.to_bits(), flags, 0, 0, 0, 0];
         let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
@@ -163,14 +194,14 @@ impl GpuEncoder {
     }
 
     fn add(&self, enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) -> wgpu::Buffer {
-        let out = self.gpu.scratch("sum", n);
+        let out = self.scratch("sum", n);
         self.gpu.dispatch(enc, "add", &[a, b, &out], [n as u32, 0, 0, 0, 0, 0, 0, 0], Gpu::groups_for(n));
         out
     }
 
     fn attention(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLayer, x: &wgpu::Buffer, t: usize) -> wgpu::Buffer {
         let (q, k, v) = (self.linear(enc, &l.q, x, t, 0), self.linear(enc, &l.k, x, t, 0), self.linear(enc, &l.v, x, t, 0));
-        let ctx = self.gpu.scratch("attention", t * self.hidden);
+        let ctx = self.scratch("attention", t * self.hidden);
         let hd = self.hidden / self.heads;
         let scale = (1.0 / (hd as f32).sqrt()).to_bits();
         let params = [t as u32, self.heads as u32, hd as u32, scale, 0, 0, 0, 0];
@@ -191,9 +222,10 @@ impl GpuEncoder {
             return Err(Error::input("position outside the sequence"));
         }
         let g = &self.gpu;
+        self.recycle();
         let mut enc = g.encoder();
         let ids_buf = g.upload_u32("ids", ids);
-        let emb = g.scratch("embeddings", t * h);
+        let emb = self.scratch("embeddings", t * h);
         g.dispatch(&mut enc, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.offset as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
         let (mut x, _) = self.norm(&mut enc, &self.embed_norm, &emb, None, t, false);
         for l in &self.layers {
@@ -219,12 +251,14 @@ impl GpuEncoder {
         let rows = positions.len();
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx_buf = g.upload_u32("positions", &idx);
-        let picked = g.scratch("rows", rows * h);
+        let picked = self.scratch("rows", rows * h);
         g.dispatch(&mut enc, "gather", &[&x, &idx_buf, &picked], [rows as u32, h as u32, 0, 0, 0, 0, 0, 0], Gpu::groups_for(rows * h));
         let y = self.linear(&mut enc, &self.head_dense, &picked, rows, self.head_act);
         let (y, _) = self.norm(&mut enc, &self.head_norm, &y, None, rows, false);
         let logits = self.linear(&mut enc, &self.decoder, &y, rows, 0);
-        g.read(enc, &logits, rows * self.vocab).await
+        let out = g.read(enc, &logits, rows * self.vocab).await;
+        self.recycle();
+        out
     }
 
     /// Gives the device back (to upload other weights on it).
