@@ -14,10 +14,11 @@ fn main() -> unmask::Result<()> {
         let w = gpu.upload("w", &vec![0.02f32; n * k]);
         let b = gpu.upload("b", &vec![0.0f32; n]);
         let out = gpu.scratch("out", m * n);
+        let (dq, ds) = (gpu.upload_u32("unused", &[]), gpu.upload("unused", &[]));
         let run = || {
             let mut enc = gpu.encoder();
             for _ in 0..5 {
-                gpu.dispatch(&mut enc, "matmul", &[&x, &w, &b, &out], [m as u32, n as u32, k as u32, 1, 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
+                gpu.dispatch(&mut enc, "matmul", &[&x, &w, &b, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1, 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
             }
             pollster::block_on(gpu.read(enc, &out, 1)).map(|_| ())
         };
@@ -29,7 +30,7 @@ fn main() -> unmask::Result<()> {
     }
     let path = std::env::args().nth(1).unwrap_or_else(|| "models/default.gguf".into());
     let model = unmask::Model::load(std::path::Path::new(&path))?;
-    let enc = GpuEncoder::new(Gpu::new_blocking()?, &model.encoder)?;
+    let enc = GpuEncoder::new(Gpu::new_blocking()?, &model.encoder, Some(&model.store))?;
     let t = model.config().max_sequence_len().min(256);
     let ids: Vec<u32> = (0..t as u32).map(|i| 1000 + i % 500).map(|i| i % model.config().vocab_size as u32).collect();
     let masked: Vec<usize> = (0..t).step_by(2).collect();

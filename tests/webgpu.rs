@@ -32,9 +32,10 @@ fn matmul_kernel_matches_the_cpu_with_bias_and_activations() {
         matmul_t(&x, &w, Some(&b), m, k, n, &mut want);
         for act in 0..4u32 {
             let (xb, wb, bb) = (g.upload("x", &x), g.upload("w", &w), g.upload("b", &b));
+            let (dq, ds) = (g.upload_u32("unused", &[]), g.upload("unused", &[]));
             let out = g.scratch("out", m * n);
             let mut enc = g.encoder();
-            g.dispatch(&mut enc, "matmul", &[&xb, &wb, &bb, &out], [m as u32, n as u32, k as u32, 1 | (act << 1), 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
+            g.dispatch(&mut enc, "matmul", &[&xb, &wb, &bb, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1 | (act << 1), 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
             let got = pollster::block_on(g.read(enc, &out, m * n)).unwrap();
             let expect: Vec<f32> = want
                 .iter()
@@ -92,7 +93,7 @@ fn layer_norm_kernel_matches_the_cpu_with_and_without_residual() {
 fn the_whole_forward_matches_the_cpu_for_every_family() {
     for family in FAMILIES {
         let model = Model::load(&fixture(family)).unwrap();
-        let gpu_enc = GpuEncoder::new(gpu(), &model.encoder).unwrap();
+        let gpu_enc = GpuEncoder::new(gpu(), &model.encoder, Some(&model.store)).unwrap();
         let n = model.config().max_sequence_len().min(37);
         let ids: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 5) % model.config().vocab_size as u32).collect();
         let positions = [0usize, 1, n / 2, n - 1];
@@ -110,9 +111,30 @@ fn the_whole_forward_matches_the_cpu_for_every_family() {
 }
 
 #[test]
+fn q8_0_weights_stay_quantized_on_the_gpu_and_match_the_cpu() {
+    // The fixture as a q8_0 GGUF: the GPU reads the int8 blocks and dequantizes them while
+    // loading tiles; the CPU dequantizes once at load. Same numbers either way.
+    use unmask::model::gguf::WeightDtype;
+    for family in ["bert", "roberta-prelayernorm"] {
+        let f32_model = Model::load(&fixture(family)).unwrap();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        f32_model.write_gguf(&mut bytes, WeightDtype::Q8_0).unwrap();
+        let model = Model::from_gguf_bytes(&bytes.into_inner()).unwrap();
+        let e = GpuEncoder::new(gpu(), &model.encoder, Some(&model.store)).unwrap();
+        assert!(e.quantized_matrices() >= 4 * model.config().num_hidden_layers, "{family}: q8 matrices on the GPU");
+        let n = model.config().max_sequence_len().min(29);
+        let ids: Vec<u32> = (0..n as u32).map(|i| (i * 13 + 3) % model.config().vocab_size as u32).collect();
+        let positions: Vec<usize> = (0..n).collect();
+        let d = max_diff(&e.logits_at_blocking(&ids, &positions).unwrap(), &model.logits_at(&ids, &positions).unwrap());
+        println!("{family} q8_0: max |Δlogit| GPU vs CPU = {d:.2e}");
+        assert!(d <= 1e-3, "{family} q8_0: {d}");
+    }
+}
+
+#[test]
 fn bad_requests_are_errors_not_panics() {
     let model = Model::load(&fixture("bert")).unwrap();
-    let e = GpuEncoder::new(gpu(), &model.encoder).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
     assert!(e.logits_at_blocking(&[], &[]).is_err());
     assert!(e.logits_at_blocking(&[1, 2], &[2]).is_err());
     assert!(e.logits_at_blocking(&[u32::MAX], &[0]).is_err());

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// The weight's tensor name (a GPU backend uploads its quantized blocks from the store).
+    pub name: String,
 }
 
 impl Linear {
@@ -23,6 +25,7 @@ impl Linear {
         Ok(Self {
             weight: store.dense(&format!("{name}.weight"), &[out, inp])?,
             bias: Some(store.dense(&format!("{name}.bias"), &[out])?),
+            name: format!("{name}.weight"),
         })
     }
 
@@ -192,7 +195,11 @@ impl Encoder {
         let head_norm = LayerNorm::load(store, n.head_norm(), h, eps)?;
         let dec_w = format!("{}.weight", n.decoder());
         // Tied decoders share the embedding table's f32 storage (no second copy).
-        let weight = if store.contains(&dec_w) { store.dense(&dec_w, &[v, h])? } else { word_embeddings.clone() };
+        let (weight, decoder_name) = if store.contains(&dec_w) {
+            (store.dense(&dec_w, &[v, h])?, dec_w)
+        } else {
+            (word_embeddings.clone(), word_name.clone())
+        };
         let [b1, b2] = n.head_bias_candidates();
         let bias_name = if store.contains(&b1) { b1 } else { b2 };
         let bias = store.dense(&bias_name, &[v]).map_err(|_| {
@@ -214,7 +221,7 @@ impl Encoder {
             final_norm,
             head_dense,
             head_norm,
-            decoder: Linear { weight, bias: Some(bias) },
+            decoder: Linear { weight, bias: Some(bias), name: decoder_name },
             mode: Mode::Inference,
         })
     }

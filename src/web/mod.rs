@@ -196,7 +196,7 @@ impl Engine {
     #[wasm_bindgen(js_name = attachGpu)]
     pub fn attach_gpu(&mut self, device: &mut GpuDevice) -> Result<(), JsValue> {
         let gpu = device.0.take().ok_or_else(|| js_err(Error::Device("this GPU device is already in use".into())))?;
-        let enc = crate::backend::webgpu::GpuEncoder::new(gpu, &self.model.encoder).map_err(js_err)?;
+        let enc = crate::backend::webgpu::GpuEncoder::new(gpu, &self.model.encoder, Some(&self.model.store)).map_err(js_err)?;
         self.gpu = Some(std::rc::Rc::new(enc));
         Ok(())
     }
@@ -331,7 +331,8 @@ impl Engine {
         #[cfg(feature = "webgpu")]
         if let Some(rc) = self.gpu.take() {
             if let Ok(old) = std::rc::Rc::try_unwrap(rc) {
-                let enc = crate::backend::webgpu::GpuEncoder::new(old.into_gpu(), &self.model.encoder).map_err(js_err)?;
+                let enc = crate::backend::webgpu::GpuEncoder::new(old.into_gpu(), &self.model.encoder, Some(&self.model.store))
+                    .map_err(js_err)?;
                 self.gpu = Some(std::rc::Rc::new(enc));
             }
         }

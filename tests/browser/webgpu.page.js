@@ -2,7 +2,8 @@
 // greedy generation gives the same tokens as the wasm CPU path. Results on window.results.
 import { DiffusionLM } from '../../pkg/src/index.js';
 
-const MODEL = '/target/models/fixture-f32.gguf';
+// The q8_0 file: its matrices stay int8 on the GPU, dequantized while loading tiles.
+const MODEL = '/target/models/fixture.gguf';
 const out = {};
 
 async function tokens(lm) {

@@ -6,17 +6,41 @@ use std::collections::HashMap;
 
 use candle_core::Tensor;
 
+use candle_core::quantized::GgmlDType;
+
 use super::Gpu;
 use crate::error::{Error, Result};
+use crate::model::weights::Stored;
+use crate::model::WeightStore;
 use crate::model::config::Activation;
 use crate::model::encoder::{LayerNorm, Linear};
 use crate::model::Encoder;
 
 struct GpuLinear {
+    /// f32 weights, or a one-float placeholder when `q8` holds them.
     w: wgpu::Buffer,
     b: wgpu::Buffer,
+    /// q8_0 weights as stored in the file: packed int8 quants and per-32 scales.
+    q8: Option<(wgpu::Buffer, wgpu::Buffer)>,
     out: usize,
     inp: usize,
+}
+
+/// The q8_0 blocks of a stored tensor, repacked for the GPU: int8 quants four to a u32 and
+/// one f32 scale per block of 32 (GGUF's 34-byte blocks are not 4-byte aligned).
+fn q8_blocks(store: &WeightStore, name: &str, k: usize) -> Result<Option<(Vec<u32>, Vec<f32>)>> {
+    let Some(Stored::Quant(q)) = store.get(name) else { return Ok(None) };
+    if q.dtype() != GgmlDType::Q8_0 || k % 32 != 0 {
+        return Ok(None);
+    }
+    let raw = q.data()?;
+    let mut quants = Vec::with_capacity(raw.len() / 34 * 8);
+    let mut scales = Vec::with_capacity(raw.len() / 34);
+    for block in raw.chunks_exact(34) {
+        scales.push(half::f16::from_le_bytes([block[0], block[1]]).to_f32());
+        quants.extend(block[2..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    }
+    Ok(Some((quants, scales)))
 }
 
 struct GpuNorm {
@@ -60,6 +84,8 @@ pub struct GpuEncoder {
     /// readback, so the steps of a generation (same length) allocate nothing new.
     pool: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
     in_use: RefCell<Vec<wgpu::Buffer>>,
+    dummy: wgpu::Buffer,
+    dummy_u32: wgpu::Buffer,
 }
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
@@ -75,8 +101,10 @@ fn act_code(a: Activation) -> u32 {
 }
 
 impl GpuEncoder {
-    /// Uploads `enc`'s weights. Refuses models the adapter's buffer limit cannot hold.
-    pub fn new(gpu: Gpu, enc: &Encoder) -> Result<Self> {
+    /// Uploads `enc`'s weights — q8_0 matrices in their quantized form when `store` holds
+    /// them so (4× less GPU memory and bandwidth), the rest as f32. Refuses models the
+    /// adapter's buffer limit cannot hold.
+    pub fn new(gpu: Gpu, enc: &Encoder, store: Option<&WeightStore>) -> Result<Self> {
         let cfg = &enc.config;
         let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
         if h / heads > 128 {
@@ -95,7 +123,20 @@ impl GpuEncoder {
                 Some(b) => data(b)?,
                 None => vec![0.0; out],
             };
-            Ok(GpuLinear { w: gpu.upload(name, &data(&l.weight)?), b: gpu.upload(name, &b), out, inp })
+            let q8 = match store {
+                Some(st) => q8_blocks(st, &l.name, inp)?,
+                None => None,
+            };
+            Ok(match q8 {
+                Some((quants, scales)) => GpuLinear {
+                    w: gpu.upload(name, &[]),
+                    b: gpu.upload(name, &b),
+                    q8: Some((gpu.upload_u32(name, &quants), gpu.upload(name, &scales))),
+                    out,
+                    inp,
+                },
+                None => GpuLinear { w: gpu.upload(name, &data(&l.weight)?), b: gpu.upload(name, &b), q8: None, out, inp },
+            })
         };
         let norm = |n: &LayerNorm, name: &str| -> Result<GpuNorm> {
             Ok(GpuNorm { g: gpu.upload(name, &data(&n.weight)?), b: gpu.upload(name, &data(&n.bias)?), eps: n.eps as f32 })
@@ -139,6 +180,8 @@ impl GpuEncoder {
             max_len: cfg.max_sequence_len(),
             pool: RefCell::default(),
             in_use: RefCell::default(),
+            dummy: gpu.upload("unused", &[]),
+            dummy_u32: gpu.upload_u32("unused", &[]),
             gpu,
         })
     }
@@ -160,6 +203,12 @@ impl GpuEncoder {
         }
     }
 
+    /// How many matrices live on the GPU as q8_0 blocks.
+    pub fn quantized_matrices(&self) -> usize {
+        let lins = self.layers.iter().flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.inter, &l.output]);
+        lins.chain([&self.head_dense, &self.decoder]).filter(|l| l.q8.is_some()).count()
+    }
+
     /// Scratch buffers held by the pool (for tests: steps of one length reuse them).
     pub fn pooled_buffers(&self) -> usize {
         self.pool.borrow().values().map(Vec::len).sum()
@@ -167,9 +216,15 @@ impl GpuEncoder {
 
     fn linear(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLinear, x: &wgpu::Buffer, rows: usize, act: u32) -> wgpu::Buffer {
         let out = self.scratch("linear out", rows * l.out);
-        let params = [rows as u32, l.out as u32, l.inp as u32, 1 | (act << 1), 0, 0, 0, 0];
+        let q8_flag = if l.q8.is_some() { 8 } else { 0 };
+        let params = [rows as u32, l.out as u32, l.inp as u32, 1 | (act << 1) | q8_flag, 0, 0, 0, 0];
         let groups = (l.out.div_ceil(64) as u32, rows.div_ceil(64) as u32);
-        self.gpu.dispatch(enc, "matmul", &[x, &l.w, &l.b, &out], params, groups);
+        // Unused bindings get the placeholder buffers (every binding must be bound).
+        let (wq, ws8) = match &l.q8 {
+            Some((q, s)) => (q, s),
+            None => (&self.dummy_u32, &self.dummy),
+        };
+        self.gpu.dispatch(enc, "matmul", &[x, &l.w, &l.b, &out, wq, ws8], params, groups);
         out
     }
 

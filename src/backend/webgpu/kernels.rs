@@ -11,12 +11,24 @@ struct P { a: u32, b: u32, c: u32, d: u32, e: u32, f: u32, g: u32, h: u32 }
 /// `out[m × n] = act(x[m × k] · w[n × k]ᵀ + bias)`: 64 × 64 output tiles per workgroup of
 /// 16 × 16 threads, each thread a 4 × 4 register block; 64 × 16 slices of `x` and `w` staged
 /// in workgroup memory. p: a = m, b = n, c = k, d = flags (bit 0: bias; bits 1–2: 0 none,
-/// 1 exact GELU, 2 tanh GELU, 3 ReLU).
+/// 1 exact GELU, 2 tanh GELU, 3 ReLU; bit 3: `W` is q8_0 — int8 quants packed four to a u32
+/// in `wq` with one f32 scale per 32 weights in `ws8` — dequantized while loading the tile).
 pub const MATMUL: &str = r#"
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> wq: array<u32>;
+@group(0) @binding(6) var<storage, read> ws8: array<f32>;
+
+fn weight(i: u32, q8: bool) -> f32 {
+  if (q8) {
+    let word = wq[min(i / 4u, arrayLength(&wq) - 1u)];
+    let q = bitcast<i32>(word << (24u - 8u * (i % 4u))) >> 24u;
+    return f32(q) * ws8[min(i / 32u, arrayLength(&ws8) - 1u)];
+  }
+  return w[min(i, arrayLength(&w) - 1u)];
+}
 
 const TS: u32 = 64u;
 const TK: u32 = 16u;
@@ -47,6 +59,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   let row0 = wid.y * TS;
   let col0 = wid.x * TS;
   let tid = lid.y * 16u + lid.x;
+  let q8 = (p.d & 8u) != 0u;
   var acc: array<array<f32, 4>, 4>;
   for (var k0 = 0u; k0 < k; k0 += TK) {
     for (var i = 0u; i < 4u; i++) {
@@ -56,7 +69,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       let gr = row0 + r;
       let gn = col0 + r;
       xs[e] = select(0.0, x[min(gr * k + c, arrayLength(&x) - 1u)], gr < m && c < k);
-      ws[e] = select(0.0, w[min(gn * k + c, arrayLength(&w) - 1u)], gn < n && c < k);
+      ws[e] = select(0.0, weight(gn * k + c, q8), gn < n && c < k);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
