@@ -98,6 +98,28 @@ pub struct Encoder {
     pub mode: Mode,
 }
 
+/// What every backend's `logits_at` accepts: a non-empty sequence of in-vocabulary ids that
+/// fits the context, and positions inside it.
+pub fn check_sequence(config: &ModelConfig, ids: &[u32], positions: &[usize]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::input("the sequence is empty"));
+    }
+    if ids.len() > config.max_sequence_len() {
+        return Err(Error::input(format!(
+            "sequence of {} tokens exceeds the model's context of {}",
+            ids.len(),
+            config.max_sequence_len()
+        )));
+    }
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= config.vocab_size) {
+        return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", config.vocab_size)));
+    }
+    if positions.iter().any(|&p| p >= ids.len()) {
+        return Err(Error::input("position outside the sequence"));
+    }
+    Ok(())
+}
+
 /// The tensor names of one family, so loading and exporting agree.
 pub struct Names {
     pub p: &'static str,
@@ -311,15 +333,7 @@ impl Encoder {
 
     /// Logits `[positions.len(), vocab]` for selected positions of one sequence.
     pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Tensor> {
-        if ids.is_empty() {
-            return Err(Error::input("the sequence is empty"));
-        }
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
-            return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", self.config.vocab_size)));
-        }
-        if positions.iter().any(|&p| p >= ids.len()) {
-            return Err(Error::input("position outside the sequence"));
-        }
+        check_sequence(&self.config, ids, positions)?;
         let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let hidden = self.hidden(&t)?.squeeze(0)?;
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::model::weights::Stored;
 use crate::model::WeightStore;
 use crate::model::config::Activation;
-use crate::model::encoder::{LayerNorm, Linear};
+use crate::model::config::ModelConfig;
+use crate::model::encoder::{check_sequence, LayerNorm, Linear};
 use crate::model::Encoder;
 
 struct GpuLinear {
@@ -77,9 +78,7 @@ pub struct GpuEncoder {
     head_act: u32,
     hidden: usize,
     heads: usize,
-    vocab: usize,
-    offset: usize,
-    max_len: usize,
+    config: ModelConfig,
     /// Scratch buffers by byte size: a forward takes them here and returns them after its
     /// readback, so the steps of a generation (same length) allocate nothing new.
     pool: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
@@ -175,9 +174,7 @@ impl GpuEncoder {
             head_act: act_code(head_act),
             hidden: h,
             heads,
-            vocab: cfg.vocab_size,
-            offset: cfg.position_offset(),
-            max_len: cfg.max_sequence_len(),
+            config: cfg.clone(),
             pool: RefCell::default(),
             in_use: RefCell::default(),
             dummy: gpu.upload("unused", &[]),
@@ -266,22 +263,14 @@ impl GpuEncoder {
 
     /// Logits `[positions × vocab]` (row-major) for one sequence, like `Encoder::logits_at`.
     pub async fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        check_sequence(&self.config, ids, positions)?;
         let (t, h) = (ids.len(), self.hidden);
-        if t == 0 || t > self.max_len {
-            return Err(Error::input(format!("sequence of {t} tokens: the model takes 1 to {}", self.max_len)));
-        }
-        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.vocab) {
-            return Err(Error::input(format!("token id {bad} is outside the vocabulary of {}", self.vocab)));
-        }
-        if positions.iter().any(|&p| p >= t) {
-            return Err(Error::input("position outside the sequence"));
-        }
         let g = &self.gpu;
         self.recycle();
         let mut enc = g.encoder();
         let ids_buf = g.upload_u32("ids", ids);
         let emb = self.scratch("embeddings", t * h);
-        g.dispatch(&mut enc, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.offset as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
+        g.dispatch(&mut enc, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.config.position_offset() as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
         let (mut x, _) = self.norm(&mut enc, &self.embed_norm, &emb, None, t, false);
         for l in &self.layers {
             if self.pre_ln {
@@ -311,7 +300,7 @@ impl GpuEncoder {
         let y = self.linear(&mut enc, &self.head_dense, &picked, rows, self.head_act);
         let (y, _) = self.norm(&mut enc, &self.head_norm, &y, None, rows, false);
         let logits = self.linear(&mut enc, &self.decoder, &y, rows, 0);
-        let out = g.read(enc, &logits, rows * self.vocab).await;
+        let out = g.read(enc, &logits, rows * self.config.vocab_size).await;
         self.recycle();
         out
     }
