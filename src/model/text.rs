@@ -27,7 +27,8 @@ fn find(tok: &Tokenizer, candidates: &[&str]) -> Option<(u32, String)> {
 /// `fuzz/fuzz_targets/tokenizer.rs`): JSON syntax errors inside a `decoder` (its loader
 /// `expect`s), and `Precompiled` normalizers with malformed data (SentencePiece models, which
 /// no BERT/RoBERTa checkpoint uses).
-fn precheck(json: &str) -> Result<()> {
+/// Returns the parsed JSON, which the tokenizer is then built from (one parse per load).
+fn precheck(json: &str) -> Result<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid JSON: {e}")))?;
     fn has_precompiled(v: &serde_json::Value) -> bool {
@@ -44,15 +45,15 @@ fn precheck(json: &str) -> Result<()> {
             "tokenizer.json uses a Precompiled (SentencePiece) normalizer, which is not supported".into(),
         ));
     }
-    Ok(())
+    Ok(v)
 }
 
 impl TextCodec {
     pub fn from_json(json: &str) -> Result<Self> {
-        precheck(json)?;
+        let value = precheck(json)?;
         // `tokenizers` still has `expect`s in its loaders: natively a panic is caught here; in
         // wasm (where panics abort) `precheck` must have ruled out every input known to reach one.
-        let loaded = std::panic::catch_unwind(|| Tokenizer::from_bytes(json.as_bytes()))
+        let loaded = std::panic::catch_unwind(|| serde_json::from_value::<Tokenizer>(value))
             .map_err(|_| Error::Tokenizer("tokenizer.json could not be loaded (the tokenizers library failed on it)".into()))?;
         let mut tokenizer =
             loaded.map_err(|e| Error::Tokenizer(format!("tokenizer.json is not a valid tokenizer: {e}")))?;
