@@ -41,6 +41,17 @@ pub enum Windows {
     Random,
 }
 
+impl std::str::FromStr for Windows {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "aligned" => Ok(Self::Aligned),
+            "random" => Ok(Self::Random),
+            other => Err(Error::options(format!("windows must be aligned or random, got `{other}`"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrainOptions {

@@ -376,8 +376,7 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         accumulate: a.accumulate,
         schedule: a.schedule.parse()?,
         max_prefix: a.max_prefix,
-        windows: serde_json::from_value(serde_json::Value::String(a.windows.clone()))
-            .map_err(|_| Error::options(format!("--windows must be aligned or random, got `{}`", a.windows)))?,
+        windows: a.windows.parse()?,
         seed: a.seed,
         valid_fraction: a.valid_fraction,
         ..Default::default()
