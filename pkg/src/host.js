@@ -63,7 +63,6 @@ export class Host {
   constructor() {
     this.engine = null;
     this.device = 'wasm';
-    this.broken = null;
   }
 
   async call(op, args) {

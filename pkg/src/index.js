@@ -1,6 +1,6 @@
 // Unmask: text diffusion with BERT/RoBERTa-family models, in a Web Worker or inline.
 import {
-  AbortError, BusyError, DeviceError, DisposedError, FetchError, InternalError, OptionsError,
+  AbortError, BusyError, DisposedError, FetchError, InternalError, OptionsError,
   UnmaskError, toTypedError,
 } from './errors.js';
 import { samplingOptions, trainOptions } from './options.js';

@@ -92,15 +92,6 @@ pub struct Engine {
 #[wasm_bindgen]
 pub struct GpuDevice(Option<crate::backend::webgpu::Gpu>);
 
-#[cfg(feature = "webgpu")]
-#[wasm_bindgen]
-impl GpuDevice {
-    /// The adapter's description.
-    pub fn adapter(&self) -> String {
-        self.0.as_ref().map(|g| g.adapter.clone()).unwrap_or_default()
-    }
-}
-
 /// Opens the page's WebGPU adapter and compiles the kernels (the `compile` phase of loading).
 #[cfg(feature = "webgpu")]
 #[wasm_bindgen(js_name = webgpuInit)]
