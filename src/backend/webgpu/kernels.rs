@@ -32,8 +32,13 @@ fn weight(i: u32, q8: bool) -> f32 {
 
 const TS: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> xs: array<f32, 1024>;
-var<workgroup> ws: array<f32, 1024>;
+// Tiles are stored k-major with a padded row (65): a thread's 4 rows / 4 columns are 16 apart,
+// so the 16 threads of a row read 16 consecutive words (no shared-memory bank conflicts; the
+// first version read with a stride of 64 words, all in one bank), and the transposing stores
+// collide at most 2-way.
+const LD: u32 = 65u;
+var<workgroup> xs: array<f32, 1040>;
+var<workgroup> ws: array<f32, 1040>;
 
 // erf by Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7): WGSL has no erf.
 fn erf(v: f32) -> f32 {
@@ -68,16 +73,16 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       let c = k0 + e % TK;
       let gr = row0 + r;
       let gn = col0 + r;
-      xs[e] = select(0.0, x[min(gr * k + c, arrayLength(&x) - 1u)], gr < m && c < k);
-      ws[e] = select(0.0, weight(gn * k + c, q8), gn < n && c < k);
+      xs[(e % TK) * LD + r] = select(0.0, x[min(gr * k + c, arrayLength(&x) - 1u)], gr < m && c < k);
+      ws[(e % TK) * LD + r] = select(0.0, weight(gn * k + c, q8), gn < n && c < k);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
       var a: array<f32, 4>;
       var b: array<f32, 4>;
       for (var i = 0u; i < 4u; i++) {
-        a[i] = xs[(lid.y * 4u + i) * TK + kk];
-        b[i] = ws[(lid.x * 4u + i) * TK + kk];
+        a[i] = xs[kk * LD + lid.y + 16u * i];
+        b[i] = ws[kk * LD + lid.x + 16u * i];
       }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
@@ -90,9 +95,10 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   let has_bias = (p.d & 1u) != 0u;
   let kind = (p.d >> 1u) & 3u;
   for (var i = 0u; i < 4u; i++) {
-    let r = row0 + lid.y * 4u + i;
+    let r = row0 + lid.y + 16u * i;
     for (var j = 0u; j < 4u; j++) {
-      let c = col0 + lid.x * 4u + j;
+      // Neighbouring threads write neighbouring columns (coalesced).
+      let c = col0 + lid.x + 16u * j;
       if (r < m && c < n) {
         var v = acc[i][j];
         if (has_bias) { v = v + bias[c]; }
