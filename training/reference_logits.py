@@ -25,7 +25,7 @@ tok.no_truncation()
 rows = [tok.encode(s).ids for s in SENTENCES]
 n = min(len(r) for r in rows)
 ids = torch.tensor([r[:n - 1] + r[-1:] for r in rows], dtype=torch.long)
-model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
+model = AutoModelForMaskedLM.from_pretrained(model_dir, dtype=torch.float32).eval()  # bf16 exports too
 with torch.no_grad():
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
 save_file({"input_ids": ids.contiguous(), "logits": logits.contiguous()}, out)

@@ -65,7 +65,10 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   let col0 = wid.x * TS;
   let tid = lid.y * 16u + lid.x;
   let q8 = (p.d & 8u) != 0u;
-  var acc: array<array<f32, 4>, 4>;
+  // Four vec4 accumulators, not an indexed array: indexing a function-local array with a
+  // loop variable (bounds-checked by naga) kept it in memory instead of registers on the H100
+  // (0.5 TFLOP/s); vectors and fma keep every operand in registers.
+  var acc0 = vec4f(0.0); var acc1 = vec4f(0.0); var acc2 = vec4f(0.0); var acc3 = vec4f(0.0);
   for (var k0 = 0u; k0 < k; k0 += TK) {
     for (var i = 0u; i < 4u; i++) {
       let e = tid + i * 256u;
@@ -78,32 +81,33 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        a[i] = xs[kk * LD + lid.y + 16u * i];
-        b[i] = ws[kk * LD + lid.x + 16u * i];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-          acc[i][j] = acc[i][j] + a[i] * b[j];
-        }
-      }
+      let o = kk * LD;
+      let a = vec4f(xs[o + lid.y], xs[o + lid.y + 16u], xs[o + lid.y + 32u], xs[o + lid.y + 48u]);
+      let b = vec4f(ws[o + lid.x], ws[o + lid.x + 16u], ws[o + lid.x + 32u], ws[o + lid.x + 48u]);
+      acc0 = fma(vec4f(a.x), b, acc0);
+      acc1 = fma(vec4f(a.y), b, acc1);
+      acc2 = fma(vec4f(a.z), b, acc2);
+      acc3 = fma(vec4f(a.w), b, acc3);
     }
     workgroupBarrier();
   }
+  store(row0 + lid.y, col0 + lid.x, acc0, m, n);
+  store(row0 + lid.y + 16u, col0 + lid.x, acc1, m, n);
+  store(row0 + lid.y + 32u, col0 + lid.x, acc2, m, n);
+  store(row0 + lid.y + 48u, col0 + lid.x, acc3, m, n);
+}
+
+// One row's four results, columns c0, c0 + 16, c0 + 32, c0 + 48: neighbouring threads write
+// neighbouring columns (coalesced). Bias and activation are fused here.
+fn store(r: u32, c0: u32, v: vec4f, m: u32, n: u32) {
   let has_bias = (p.d & 1u) != 0u;
   let kind = (p.d >> 1u) & 3u;
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + lid.y + 16u * i;
-    for (var j = 0u; j < 4u; j++) {
-      // Neighbouring threads write neighbouring columns (coalesced).
-      let c = col0 + lid.x + 16u * j;
-      if (r < m && c < n) {
-        var v = acc[i][j];
-        if (has_bias) { v = v + bias[c]; }
-        out[r * n + c] = act(v, kind);
-      }
+  for (var j = 0u; j < 4u; j++) {
+    let c = c0 + 16u * j;
+    if (r < m && c < n) {
+      var y = v[j];
+      if (has_bias) { y = y + bias[c]; }
+      out[r * n + c] = act(y, kind);
     }
   }
 }

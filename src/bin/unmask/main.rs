@@ -476,16 +476,42 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
         trainer.corpus().documents,
         trainer.corpus().valid.len()
     )]);
-    let prompts: Vec<String> = docs.iter().take(5).map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
-    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
-        let mut all = Vec::new();
+    // Per word as well as per token, so models with other tokenizers can be compared.
+    let words: usize = docs.iter().map(|d| d.split_whitespace().count()).sum();
+    let per_word = ((e.elbo_perplexity as f64).ln() * trainer.corpus().valid.len() as f64 / words.max(1) as f64).exp();
+    print_lines(&[format!("ELBO perplexity per word {per_word:.1} ({words} words)")]);
+    // 20 fixed prompts (the first words of the first documents), 32 tokens each, one seed per
+    // prompt; the real text's next 32 tokens are the reference for the unigram entropy.
+    let docs20: Vec<&String> = docs.iter().take(20).collect();
+    let prompts: Vec<String> = docs20.iter().map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
+    let mut real = Vec::new();
+    for d in &docs20 {
+        let ids = m.codec.encode(d)?;
+        real.extend(ids.iter().copied().filter(|&t| !m.codec.is_special(t)).skip(3).take(32));
+    }
+    print_lines(&[format!("real text: unigram entropy {:.2} bits ({} tokens after the same prompts)", unigram_entropy(&real), real.len())]);
+    let runs: [(Strategy, usize, Option<usize>, &str); 4] = [
+        (Strategy::Random, 10, None, "random, 10 steps"),
+        (Strategy::Confidence, 32, None, "confidence, 32 steps"),
+        (Strategy::Confidence, 32, Some(8), "confidence, 32 steps, blocks of 8"),
+        (Strategy::Threshold, 32, None, "threshold 0.9, 32 steps"),
+    ];
+    for (strategy, steps, block_length, label) in runs {
+        let (mut all, mut each) = (Vec::new(), 0.0);
         for (i, p) in prompts.iter().enumerate() {
             let canvas = Canvas::from_prompt(&m.codec, p, 32, m.config().max_sequence_len())?;
-            let opts = SampleOptions { strategy, seed: i as u64, ..Default::default() };
+            let opts = SampleOptions { strategy, steps, block_length, seed: i as u64, ..Default::default() };
             let out = diffusion::generate(&m, canvas, &m.codec.banned_ids(), &opts, |_| true)?;
-            all.extend(out.canvas.ids.iter().filter(|&&t| !m.codec.is_special(t)));
+            let toks: Vec<u32> = out.canvas.ids.iter().copied().filter(|&t| !m.codec.is_special(t)).collect();
+            each += unigram_entropy(&toks) / prompts.len() as f64;
+            all.extend(toks);
         }
-        print_lines(&[format!("{strategy:?}: unigram entropy of samples {:.2} bits ({} tokens)", unigram_entropy(&all), all.len())]);
+        print_lines(&[format!(
+            "{label}: unigram entropy of samples {:.2} bits pooled, {each:.2} bits per sample ({} samples, {} tokens)",
+            unigram_entropy(&all),
+            prompts.len(),
+            all.len()
+        )]);
     }
     Ok(())
 }
