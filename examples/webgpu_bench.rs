@@ -53,6 +53,25 @@ fn main() -> unmask::Result<()> {
         }
         println!("matmul {m}×{k}×{n}: {:.3} ms, {:.1} GFLOP/s", best * 1e3, 2.0 * (m * k * n) as f64 / best / 1e9);
     }
+    // Fixed cost per dispatch: 200 dispatches of a 1×1×1 matmul, encoding (CPU) apart from
+    // submission + execution + wait.
+    {
+        let one = gpu.upload("one", &[1.0f32]);
+        let out = gpu.scratch("out", 1);
+        let (dq, ds) = (gpu.upload_u32("unused", &[]), gpu.upload("unused", &[]));
+        let mut best = (f64::MAX, f64::MAX);
+        for _ in 0..4 {
+            let t0 = Instant::now();
+            let mut enc = gpu.encoder();
+            for _ in 0..200 {
+                gpu.dispatch(&mut enc, "matmul", &[&one, &one, &one, &out, &dq, &ds], [1, 1, 1, 1, 0, 0, 0, 0], (1, 1));
+            }
+            let t1 = Instant::now();
+            pollster::block_on(gpu.read(enc, &out, 1))?;
+            best = (best.0.min((t1 - t0).as_secs_f64()), best.1.min(t1.elapsed().as_secs_f64()));
+        }
+        println!("per dispatch: encoding {:.1} µs, submit + run + wait {:.1} µs", best.0 / 200.0 * 1e6, best.1 / 200.0 * 1e6);
+    }
     let path = std::env::args().nth(1).unwrap_or_else(|| "models/default.gguf".into());
     let model = unmask::Model::load(std::path::Path::new(&path))?;
     let enc = GpuEncoder::new(Gpu::new_blocking()?, &model.encoder, Some(&model.store))?;

@@ -257,7 +257,7 @@ impl GpuEncoder {
         let hd = self.hidden / self.heads;
         let scale = (1.0 / (hd as f32).sqrt()).to_bits();
         let params = [t as u32, self.heads as u32, hd as u32, scale, 0, 0, 0, 0];
-        self.gpu.dispatch(enc, "attention", &[&q, &k, &v, &ctx], params, (t.div_ceil(64) as u32, self.heads as u32));
+        self.gpu.dispatch(enc, "attention", &[&q, &k, &v, &ctx], params, (t as u32, self.heads as u32));
         self.linear(enc, &l.o, &ctx, t, 0)
     }
 

@@ -170,40 +170,78 @@ fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: v
 }
 "#;
 
-/// Self-attention without masking (every sequence is full length): one invocation per
-/// (query, head) with an online softmax over the keys. q, k, v, out: [t × heads·hd].
-/// p: a = t, b = heads, c = hd (≤ 128), d = scale bits.
+/// Self-attention without masking (every sequence is full length): one workgroup of 64 per
+/// (query, head). Keys go in chunks of 256: the threads score a chunk into shared memory (one
+/// key each, q pre-scaled in shared memory), reduce its maximum, turn scores into weights, and
+/// then each thread accumulates one or two of the head's dimensions over the chunk's values
+/// (reads of v rows are coalesced), with an online-softmax rescale between chunks, so any
+/// sequence length fits. The first version gave each (query, head) to a single invocation
+/// (48 workgroups for 256 tokens × 12 heads, and its 128-float accumulator in memory): most of
+/// a forward's time on the H100. q, k, v, out: [t × heads·hd]. p: a = t, b = heads, c = hd
+/// (≤ 128), d = scale bits.
 pub const ATTENTION: &str = r#"
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+const KC: u32 = 256u;
+var<workgroup> qs: array<f32, 128>;
+var<workgroup> sc: array<f32, 256>;
+var<workgroup> red: array<f32, 64>;
+
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
+fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: vec3u) {
   let t = p.a; let heads = p.b; let hd = p.c;
-  let i = gid.x;
-  let head = gid.y;
-  if (i >= t || head >= heads) { return; }
+  let lid = lid3.x;
+  let i = wid.x;
+  let head = wid.y;
   let width = heads * hd;
   let qo = i * width + head * hd;
   let scale = bitcast<f32>(p.d);
-  var acc: array<f32, 128>;
+  for (var d = lid; d < hd; d += 64u) { qs[d] = q[qo + d] * scale; }
+  workgroupBarrier();
   var mx = -3.4e38;
   var den = 0.0;
-  for (var j = 0u; j < t; j++) {
-    let ko = j * width + head * hd;
-    var sc = 0.0;
-    for (var d = 0u; d < hd; d++) { sc = sc + q[qo + d] * k[ko + d]; }
-    sc = sc * scale;
-    let nm = max(mx, sc);
+  var acc0 = 0.0;
+  var acc1 = 0.0;
+  for (var j0 = 0u; j0 < t; j0 += KC) {
+    let n = min(KC, t - j0);
+    var lmax = -3.4e38;
+    for (var jj = lid; jj < n; jj += 64u) {
+      let ko = (j0 + jj) * width + head * hd;
+      var s = 0.0;
+      for (var d = 0u; d < hd; d++) { s = fma(qs[d], k[ko + d], s); }
+      sc[jj] = s;
+      lmax = max(lmax, s);
+    }
+    red[lid] = lmax;
+    workgroupBarrier();
+    for (var st = 32u; st > 0u; st = st >> 1u) {
+      if (lid < st) { red[lid] = max(red[lid], red[lid + st]); }
+      workgroupBarrier();
+    }
+    let nm = max(mx, red[0]);
+    for (var jj = lid; jj < n; jj += 64u) { sc[jj] = exp(sc[jj] - nm); }
+    workgroupBarrier();
     let fix = exp(mx - nm);
-    let e = exp(sc - nm);
-    den = den * fix + e;
-    for (var d = 0u; d < hd; d++) { acc[d] = acc[d] * fix + e * v[ko + d]; }
+    acc0 = acc0 * fix;
+    acc1 = acc1 * fix;
+    var csum = 0.0;
+    for (var jj = 0u; jj < n; jj++) {
+      let w = sc[jj];
+      csum = csum + w;
+      let vo = (j0 + jj) * width + head * hd;
+      if (lid < hd) { acc0 = fma(w, v[vo + lid], acc0); }
+      if (lid + 64u < hd) { acc1 = fma(w, v[vo + lid + 64u], acc1); }
+    }
+    den = den * fix + csum;
     mx = nm;
+    // Everyone has read sc and red[0] before the next chunk overwrites them.
+    workgroupBarrier();
   }
-  for (var d = 0u; d < hd; d++) { out[qo + d] = acc[d] / den; }
+  if (lid < hd) { out[qo + lid] = acc0 / den; }
+  if (lid + 64u < hd) { out[qo + lid + 64u] = acc1 / den; }
 }
 "#;
 
