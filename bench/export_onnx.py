@@ -4,10 +4,10 @@ q8_0 (`unmask convert`) for Unmask.
 
     python bench/export_onnx.py            # -> bench/models/<name>/{model.onnx, model.int8.onnx, f32.gguf, q8_0.gguf}
 
-Models: `default` (the shipped model's Hugging Face checkpoint, training/runs/minilm, when
+Models: `default` (the shipped model, turned back into a Hugging Face folder from its GGUF, when
 present), `rpln-512x8` (random roberta-prelayernorm 512 × 8, FFN 2048, vocab 8,192: the
 yardstick of shared/notes/benchmarking.md) and, with --bert-base, a random bert-base.
-Needs torch, transformers, tokenizers, onnx, onnxruntime (PyPI); not run by CI.
+Needs torch, transformers, tokenizers, onnx, onnxruntime, gguf (PyPI); not run by CI.
 """
 import argparse, os, shutil, subprocess, sys
 
@@ -68,13 +68,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bert-base", action="store_true")
     a = ap.parse_args()
-    run = os.path.join(ROOT, "training", "runs", "minilm")
-    if os.path.exists(os.path.join(run, "model.safetensors")):
-        snap = os.path.join(HERE, "models", "default", "hf")
-        os.makedirs(snap, exist_ok=True)
-        for f in ["config.json", "model.safetensors", "tokenizer.json"]:
-            shutil.copy(os.path.join(run, f), snap)
-        export("default", snap)
+    # The shipped model, back from its GGUF (`training/gguf_to_hf.py`, needs `pip install gguf`):
+    # the weights the demo runs, q8_0 values in f32.
+    snap = os.path.join(HERE, "models", "default", "hf")
+    subprocess.run([sys.executable, os.path.join(ROOT, "training", "gguf_to_hf.py"),
+                    os.path.join(ROOT, "models", "default.gguf"), snap], check=True)
+    export("default", snap)
     export("rpln-512x8", random_model("rpln-512x8", "rpln"))
     if a.bert_base:
         export("bert-base", random_model("bert-base", "bert"))

@@ -28,6 +28,19 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, mode: Mode) -> Result<
     })
 }
 
+/// `x · Wᵀ + b` through the integer kernel ([`super::int8`]), for quantized files.
+pub fn linear_int8(x: &Tensor, w: &super::int8::QWeights, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let m = x.elem_count() / w.k;
+    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; m * w.n];
+    let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
+    super::int8::matmul_q(&xs, w, bias.as_deref(), m, &mut out);
+    let mut shape = dims;
+    *shape.last_mut().expect("x has a last dimension") = w.n;
+    Ok(Tensor::from_vec(out, shape, x.device())?)
+}
+
 /// Runs `f` on the f32 data of a contiguous CPU tensor without copying it (weights are
 /// read every step: a copy would double the work of the smaller matmuls).
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {

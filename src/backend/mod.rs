@@ -9,6 +9,7 @@
 
 pub mod cpu;
 pub mod gemm;
+pub mod int8;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 

@@ -3,10 +3,12 @@
 //! Layouts differ only in tensor names, the position offset, and where layer norm sits;
 //! those differences are resolved once at load time so the forward pass is one code path.
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 use super::config::{Activation, Family, ModelConfig};
 use super::weights::WeightStore;
+use crate::backend::int8::{self, QWeights};
 use crate::backend::{cpu, Mode};
 use crate::error::{Error, Result};
 
@@ -18,18 +20,36 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// The weight's tensor name (a GPU backend uploads its quantized blocks from the store).
     pub name: String,
+    /// Stored quantized in the file: inference may use the integer kernel.
+    pub quantized: bool,
+    /// The integer kernel's copy of the weight, made on first use.
+    int8: std::sync::OnceLock<QWeights>,
 }
 
 impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, name: String, store: &WeightStore) -> Self {
+        let quantized = store.dtype_of(&name).is_some_and(|d| !matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16));
+        Self { weight, bias, name, quantized, int8: std::sync::OnceLock::new() }
+    }
+
     fn load(store: &WeightStore, name: &str, out: usize, inp: usize) -> Result<Self> {
-        Ok(Self {
-            weight: store.dense(&format!("{name}.weight"), &[out, inp])?,
-            bias: Some(store.dense(&format!("{name}.bias"), &[out])?),
-            name: format!("{name}.weight"),
-        })
+        let weight = store.dense(&format!("{name}.weight"), &[out, inp])?;
+        let bias = Some(store.dense(&format!("{name}.bias"), &[out])?);
+        Ok(Self::new(weight, bias, format!("{name}.weight"), store))
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Inference && self.quantized && int8::int8_enabled() {
+            let q = match self.int8.get() {
+                Some(q) => q,
+                None => {
+                    let (n, k) = self.weight.dims2()?;
+                    let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+                    self.int8.get_or_init(|| QWeights::from_f32(&w, n, k))
+                }
+            };
+            return cpu::linear_int8(x, q, self.bias.as_ref());
+        }
         cpu::linear(x, &self.weight, self.bias.as_ref(), mode)
     }
 }
@@ -243,7 +263,7 @@ impl Encoder {
             final_norm,
             head_dense,
             head_norm,
-            decoder: Linear { weight, bias: Some(bias), name: decoder_name },
+            decoder: Linear::new(weight, Some(bias), decoder_name, store),
             mode: Mode::Inference,
         })
     }

@@ -36,6 +36,20 @@ async function logitsAgainstTransformers() {
     for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[b * got.length + i]));
   }
   await m.dispose();
+  // The q8_0 file goes through the integer kernel in this build (7-bit weights, 8-bit
+  // activations): relative RMS error of its logits against transformers' f32 ones.
+  const q = await DiffusionLM.load('/target/models/fixture.gguf', { cache: false });
+  let err = 0, norm = 0;
+  for (let b = 0; b < batch; b++) {
+    const got = await q.logits(Array.from(ids.subarray(b * seq, (b + 1) * seq), Number));
+    for (let i = 0; i < got.length; i++) {
+      const w = want[b * got.length + i];
+      err += (got[i] - w) ** 2;
+      norm += w * w;
+    }
+  }
+  await q.dispose();
+  out.q8RelRms = Math.sqrt(err / norm);
   return worst;
 }
 
