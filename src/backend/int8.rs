@@ -1,20 +1,22 @@
 //! Integer matrix multiply for quantized models in the relaxed-SIMD wasm build:
-//! `y = x · Wᵀ + b` with `W` as 7-bit integers and `x` quantized to 8 bits on the fly, both in
-//! groups of 128 along `k` with an f32 scale per (row, group).
+//! `y = x · Wᵀ + b` with `x` quantized to 8 bits on the fly and `W` held as 7-bit integers,
+//! both in groups of 128 along `k` with an f32 scale per (row, group).
 //!
 //! Why: the f32 kernel ([`super::gemm`]) does 4 multiply-adds per instruction;
-//! `i32x4.relaxed_dot_i8x16_i7x16_add_s` does 16 (one `vpdpbusd` where the CPU has AVX-VNNI, as
-//! this machine does; older V8, e.g. Node 20's, emulates it slowly). Its result is the same on
-//! every CPU only when the second operand fits in 7 bits, so weights are re-quantized to
-//! [-63, 63] (q8_0 files hold 8-bit values), while activations keep 8 bits, [-127, 127].
-//! Integer sums run over a whole group and turn into f32 once: nothing can overflow
-//! (128 · 127 · 63 < 2^31). Scales per group were the measured compromise on the shipped
-//! model: per row, 4e-2 relative logit error and a changed top-1 prediction; per 32, a
-//! conversion every two dots that ate the gain; per 128, 2.5e-2 and the same predictions.
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s` does 16. Its result is defined the same on every CPU
+//! only while its second operand is in [0, 127] (V8 lowers it to unsigned × signed byte
+//! products), so weights are quantized to [-63, 63] and stored shifted by +64; the shift comes
+//! back out as 64 · Σx per group, which is summed once per activation row. Activations keep
+//! 8 bits (7-bit activations cost the shipped model 3.4e-2 relative logit error instead of
+//! 2.4e-2). Integer sums run over a whole group and turn into f32 once, in vector lanes;
+//! nothing can overflow (128 · 127 · 127 < 2^31). Scales per group were the measured
+//! compromise: per row, 4e-2 relative logit error and a changed top-1 prediction; per 32, a
+//! conversion every two dots that ate the gain.
 //!
 //! Used only for files stored quantized (the "q8" configuration of the benchmarks); f32 and
 //! f16 files stay on the f32 kernel. Natively the same arithmetic runs in portable code so the
-//! tests can check it; there it is slower than candle's f32 GEMM and is off by default.
+//! tests can check it (and that the second operand stays unsigned); there it is slower than
+//! candle's f32 GEMM and is off by default.
 
 use std::cell::Cell;
 
@@ -44,7 +46,6 @@ pub fn int8_enabled() -> bool {
 pub struct QWeights {
     pub n: usize,
     pub k: usize,
-    groups: usize,
     q: Vec<i8>,
     scales: Vec<f32>,
 }
@@ -87,12 +88,13 @@ impl QWeights {
         // 7 bits shifted to [1, 127] (padding stays 0): the instruction's second operand must
         // not use its top bit. The shift comes back out as 64 · Σ x per group (matmul_q).
         let (mut q, scales, groups) = quantize_rows(w, n, k, 63.0);
+        let padded = groups * GROUP;
         for (i, v) in q.iter_mut().enumerate() {
-            if i % (groups * GROUP) < k {
+            if i % padded < k {
                 *v += 64;
             }
         }
-        Self { n, k, groups, q, scales }
+        Self { n, k, q, scales }
     }
 
     pub fn bytes(&self) -> usize {
