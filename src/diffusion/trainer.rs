@@ -496,8 +496,10 @@ mod checkpoint {
             std::fs::write(tmp.join("optimizer.safetensors"), self.optimizer_bytes()?)?;
             let state = serde_json::to_string_pretty(&self.state()).expect("state serialises");
             std::fs::write(tmp.join("trainer.json"), state)?;
-            let _ = std::fs::remove_dir_all(&old);
+            // `.old` goes only when `dir` replaces it: after a crash mid-swap (`dir` missing)
+            // `.old` is the last complete checkpoint and must survive until the new one is in.
             if dir.exists() {
+                let _ = std::fs::remove_dir_all(&old);
                 std::fs::rename(dir, &old)?;
             }
             std::fs::rename(&tmp, dir)?;
