@@ -49,6 +49,22 @@ fn convert_info_and_generate_from_gguf() {
     assert!(s.contains("sat on the") && !s.contains("[MASK]"), "{s}");
 }
 
+/// A GGUF input is re-encoded: the q8_0 file's values as f32 compute the same logits (both run
+/// in f32 natively), and the new file says f32.
+#[test]
+fn convert_re_encodes_a_gguf_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q8, f32) = (dir.path().join("q8.gguf"), dir.path().join("q8-values.gguf"));
+    assert!(unmask(&["convert", &fx("roberta"), "-o", q8.to_str().unwrap(), "--dtype", "q8_0"]).status.success());
+    let o = unmask(&["convert", q8.to_str().unwrap(), "-o", f32.to_str().unwrap(), "--dtype", "f32"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let (a, b) = (unmask::Model::load(&q8).unwrap(), unmask::Model::load(&f32).unwrap());
+    assert_eq!(b.info().dtype, "f32");
+    let ids: Vec<u32> = (0..12u32).map(|i| (i * 29 + 5) % 300).collect();
+    let pos: Vec<usize> = (0..12).collect();
+    assert_eq!(a.logits_at(&ids, &pos).unwrap(), b.logits_at(&ids, &pos).unwrap());
+}
+
 #[test]
 fn same_seed_same_output() {
     let args = ["generate", "-m", &fx("roberta"), "-p", "A boat", "-n", "12", "--seed", "42"];
@@ -68,6 +84,7 @@ fn bad_input_gives_a_clear_error() {
         std::fs::copy(fixture("roberta").join(f), no_tok.join(f)).unwrap();
     }
     let truncated = dir.path().join("t.gguf");
+    let not_a_model = format!("{}/config.json", fx("bert"));
     let full = dir.path().join("f.gguf");
     assert!(unmask(&["convert", &fx("roberta"), "-o", full.to_str().unwrap()]).status.success());
     let bytes = std::fs::read(&full).unwrap();
@@ -107,7 +124,8 @@ fn bad_input_gives_a_clear_error() {
         (vec!["info", wrong_type.to_str().unwrap()], "unsupported model_type `gpt2`"),
         (vec!["info", wrong_tok.to_str().unwrap()], "wrong tokenizer"),
         (vec!["convert", &m, "-o", "/tmp/x.gguf", "--dtype", "q3"], "unknown dtype"),
-        (vec!["convert", full.to_str().unwrap(), "-o", "/tmp/x.gguf"], "not a Hugging Face model folder"),
+        (vec!["convert", &not_a_model, "-o", "/tmp/x.gguf"], "neither a Hugging Face model folder nor a .gguf file"),
+        (vec!["convert", truncated.to_str().unwrap(), "-o", "/tmp/x.gguf"], "truncated"),
     ];
     for (args, want) in &cases {
         let o = unmask(args);

@@ -2,8 +2,11 @@
 // greedy generation gives the same tokens as the wasm CPU path. Results on window.results.
 import { DiffusionLM } from '../../pkg/src/index.js';
 
-// The q8_0 file: its matrices stay int8 on the GPU, dequantized while loading tiles.
+// The q8_0 file: its matrices stay int8 on the GPU, dequantized while loading tiles. The CPU
+// reference is the same values stored as f32 (the q8_0 file itself would go through the relaxed
+// build's integer kernel, which also quantizes activations: another computation).
 const MODEL = '/target/models/fixture.gguf';
+const CPU_MODEL = '/target/models/fixture-q8-values.gguf';
 const out = {};
 
 async function tokens(lm) {
@@ -18,7 +21,7 @@ try {
   out.device = gpu.device;
   out.fallbackReason = gpu.fallbackReason;
   out.phases = phases;
-  const cpu = await DiffusionLM.load(MODEL, { cache: false, device: 'wasm' });
+  const cpu = await DiffusionLM.load(CPU_MODEL, { cache: false, device: 'wasm' });
   out.cpuDevice = cpu.device;
   out.gpuIds = await tokens(gpu);
   out.cpuIds = await tokens(cpu);

@@ -26,9 +26,10 @@ struct Cli {
 enum Cmd {
     /// Generate text from a prompt, or fill the [MASK] spans of a template.
     Generate(GenerateArgs),
-    /// Convert a Hugging Face folder (config.json, model.safetensors, tokenizer.json) to GGUF.
+    /// Convert a Hugging Face folder (config.json, model.safetensors, tokenizer.json), or re-encode
+    /// a GGUF file, to GGUF.
     Convert {
-        /// The Hugging Face model folder.
+        /// The Hugging Face model folder, or a .gguf file.
         input: PathBuf,
         /// Output .gguf file.
         #[arg(short, long)]
@@ -293,8 +294,9 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
 
 fn convert(input: PathBuf, output: PathBuf, dtype: String, name: Option<String>) -> Result<(), Error> {
     let dtype: WeightDtype = dtype.parse()?;
-    if !input.is_dir() {
-        return Err(Error::model(format!("{} is not a Hugging Face model folder", input.display())));
+    // A GGUF input re-encodes its weights (e.g. q8_0 values as f32, for a reference).
+    if !input.is_dir() && input.extension().is_none_or(|e| e != "gguf") {
+        return Err(Error::model(format!("{} is neither a Hugging Face model folder nor a .gguf file", input.display())));
     }
     let mut model = load(&input)?;
     if let Some(n) = name {
