@@ -11,15 +11,7 @@ use crate::model::config::Activation;
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
     if mode == Mode::Inference && super::gemm::own_enabled() {
         let (n, k) = w.dims2()?;
-        let dims = x.dims().to_vec();
-        let m = x.elem_count() / k;
-        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let mut out = vec![0f32; m * n];
-        let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
-        with_f32(w, |ws| super::gemm::matmul_t(&xs, ws, bias.as_deref(), m, k, n, &mut out))?;
-        let mut shape = dims;
-        *shape.last_mut().expect("x has a last dimension") = n;
-        return Ok(Tensor::from_vec(out, shape, x.device())?);
+        return rows_through(x, b, k, n, |xs, bias, m, out| with_f32(w, |ws| super::gemm::matmul_t(xs, ws, bias, m, k, n, out)));
     }
     let y = x.broadcast_matmul(&w.t()?)?;
     Ok(match b {
@@ -30,20 +22,34 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, mode: Mode) -> Result<
 
 /// `x · Wᵀ + b` through the integer kernel ([`super::int8`]), for quantized files.
 pub fn linear_int8(x: &Tensor, w: &super::int8::QWeights, b: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let m = x.elem_count() / w.k;
+    rows_through(x, b, w.k, w.n, |xs, bias, m, out| {
+        super::int8::matmul_q(xs, w, bias, m, out);
+        Ok(())
+    })
+}
+
+/// Our row-major kernels on tensors: `kernel(x, bias, m, out)` maps the `m` rows of width
+/// `k` of `x` to `out[m × n]`; the result keeps `x`'s leading dimensions.
+fn rows_through(
+    x: &Tensor,
+    b: Option<&Tensor>,
+    k: usize,
+    n: usize,
+    kernel: impl FnOnce(&[f32], Option<&[f32]>, usize, &mut [f32]) -> Result<()>,
+) -> Result<Tensor> {
+    let m = x.elem_count() / k;
     let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let mut out = vec![0f32; m * w.n];
     let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
-    super::int8::matmul_q(&xs, w, bias.as_deref(), m, &mut out);
-    let mut shape = dims;
-    *shape.last_mut().expect("x has a last dimension") = w.n;
+    let mut out = vec![0f32; m * n];
+    kernel(&xs, bias.as_deref(), m, &mut out)?;
+    let mut shape = x.dims().to_vec();
+    *shape.last_mut().expect("x has a last dimension") = n;
     Ok(Tensor::from_vec(out, shape, x.device())?)
 }
 
 /// Runs `f` on the f32 data of a contiguous CPU tensor without copying it (weights are
 /// read every step: a copy would double the work of the smaller matmuls).
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => Ok(f(&v[a..b])),

@@ -93,27 +93,52 @@ pub fn own_enabled() -> bool {
 const TR: usize = 3;
 const TC: usize = 3;
 
-/// Rows of `W` per cache block: 48 rows × 384 floats = 72 KiB, an L2-resident block that all
-/// rows of `x` reuse.
+/// Rows of `W` per cache block: 48 rows × 384 floats = 72 KiB (f32; 18 KiB as int8), an
+/// L2-resident block that all rows of `x` reuse.
 const BLOCK_N: usize = 48;
+
+/// A kernel that computes one `R × C` tile of `out`: rows `i..i+R` of `x` against rows
+/// `j..j+C` of `W` (this f32 kernel, and the integer one in [`super::int8`]).
+pub(super) trait Tiles {
+    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &mut [f32]);
+}
+
+/// Covers `out[m × n]` with `TR × TC` tiles of `kernel`, `W` in blocks of [`BLOCK_N`] rows;
+/// the edges in tiles one row or one column wide.
+#[inline(always)]
+pub(super) fn for_each_tile<K: Tiles, const TR: usize, const TC: usize>(kernel: &K, m: usize, n: usize, out: &mut [f32]) {
+    for n0 in (0..n).step_by(BLOCK_N) {
+        let n1 = (n0 + BLOCK_N).min(n);
+        let mut i = 0;
+        while i + TR <= m {
+            row_block::<K, TR, TC>(kernel, i, n0, n1, out);
+            i += TR;
+        }
+        while i < m {
+            row_block::<K, 1, TC>(kernel, i, n0, n1, out);
+            i += 1;
+        }
+    }
+}
+
+#[inline(always)]
+fn row_block<K: Tiles, const R: usize, const TC: usize>(kernel: &K, i: usize, n0: usize, n1: usize, out: &mut [f32]) {
+    let mut j = n0;
+    while j + TC <= n1 {
+        kernel.tile::<R, TC>(i, j, out);
+        j += TC;
+    }
+    while j < n1 {
+        kernel.tile::<R, 1>(i, j, out);
+        j += 1;
+    }
+}
 
 /// `out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias[n])`.
 pub fn matmul_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize, out: &mut [f32]) {
     assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "matmul_t: slices too short");
     assert!(bias.is_none_or(|b| b.len() >= n), "matmul_t: bias too short");
-    let p = Operands { x, w, bias, k, n };
-    for n0 in (0..n).step_by(BLOCK_N) {
-        let n1 = (n0 + BLOCK_N).min(n);
-        let mut i = 0;
-        while i + TR <= m {
-            row_block::<TR>(&p, i, n0, n1, out);
-            i += TR;
-        }
-        while i < m {
-            row_block::<1>(&p, i, n0, n1, out);
-            i += 1;
-        }
-    }
+    for_each_tile::<_, TR, TC>(&Operands { x, w, bias, k, n }, m, n, out);
 }
 
 struct Operands<'a> {
@@ -124,52 +149,42 @@ struct Operands<'a> {
     n: usize,
 }
 
-#[inline(always)]
-fn row_block<const R: usize>(p: &Operands, i: usize, n0: usize, n1: usize, out: &mut [f32]) {
-    let mut j = n0;
-    while j + TC <= n1 {
-        tile::<R, TC>(p, i, j, out);
-        j += TC;
-    }
-    while j < n1 {
-        tile::<R, 1>(p, i, j, out);
-        j += 1;
-    }
-}
-
-/// One `R × C` tile of `out`: dot products of rows `i..i+R` of `x` with rows `j..j+C` of `w`.
-#[inline(always)]
-fn tile<const R: usize, const C: usize>(p: &Operands, i: usize, j: usize, out: &mut [f32]) {
-    let k = p.k;
-    let k4 = k / 4 * 4;
-    let xr: [*const f32; R] = std::array::from_fn(|r| p.x[(i + r) * k..].as_ptr());
-    let wr: [*const f32; C] = std::array::from_fn(|c| p.w[(j + c) * k..].as_ptr());
-    let mut acc = [[lanes::zero(); C]; R];
-    let mut kk = 0;
-    while kk < k4 {
-        // SAFETY: rows i..i+R of x and j..j+C of w hold k floats each (checked in matmul_t),
-        // and kk + 4 <= k.
-        unsafe {
-            let xs: [V; R] = std::array::from_fn(|r| lanes::load(xr[r].add(kk)));
-            for c in 0..C {
-                let wv = lanes::load(wr[c].add(kk));
-                for r in 0..R {
-                    acc[r][c] = lanes::mul_add(acc[r][c], xs[r], wv);
+impl Tiles for Operands<'_> {
+    /// Dot products of rows `i..i+R` of `x` with rows `j..j+C` of `w`.
+    #[inline(always)]
+    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &mut [f32]) {
+        let p = self;
+        let k = p.k;
+        let k4 = k / 4 * 4;
+        let xr: [*const f32; R] = std::array::from_fn(|r| p.x[(i + r) * k..].as_ptr());
+        let wr: [*const f32; C] = std::array::from_fn(|c| p.w[(j + c) * k..].as_ptr());
+        let mut acc = [[lanes::zero(); C]; R];
+        let mut kk = 0;
+        while kk < k4 {
+            // SAFETY: rows i..i+R of x and j..j+C of w hold k floats each (checked in matmul_t),
+            // and kk + 4 <= k.
+            unsafe {
+                let xs: [V; R] = std::array::from_fn(|r| lanes::load(xr[r].add(kk)));
+                for c in 0..C {
+                    let wv = lanes::load(wr[c].add(kk));
+                    for r in 0..R {
+                        acc[r][c] = lanes::mul_add(acc[r][c], xs[r], wv);
+                    }
                 }
             }
+            kk += 4;
         }
-        kk += 4;
-    }
-    for r in 0..R {
-        for c in 0..C {
-            let mut s = lanes::sum(acc[r][c]);
-            for t in k4..k {
-                s += p.x[(i + r) * k + t] * p.w[(j + c) * k + t];
+        for r in 0..R {
+            for c in 0..C {
+                let mut s = lanes::sum(acc[r][c]);
+                for t in k4..k {
+                    s += p.x[(i + r) * k + t] * p.w[(j + c) * k + t];
+                }
+                if let Some(b) = p.bias {
+                    s += b[j + c];
+                }
+                out[(i + r) * p.n + j + c] = s;
             }
-            if let Some(b) = p.bias {
-                s += b[j + c];
-            }
-            out[(i + r) * p.n + j + c] = s;
         }
     }
 }

@@ -20,6 +20,8 @@
 
 use std::cell::Cell;
 
+use super::gemm::{for_each_tile, Tiles};
+
 /// Bytes per padded unit along `k` (two 16-lane dots).
 pub const BLOCK: usize = 32;
 /// Elements along `k` sharing one scale: integer sums run over a group, then turn into f32
@@ -96,10 +98,6 @@ impl QWeights {
         }
         Self { n, k, q, scales }
     }
-
-    pub fn bytes(&self) -> usize {
-        self.q.len() + self.scales.len() * 4
-    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
@@ -173,9 +171,6 @@ mod lanes {
 /// registers (the lane sums per group are scalar work).
 const TR: usize = 2;
 const TC: usize = 2;
-/// Rows of `W` per cache block (48 rows × 384 bytes = 18 KiB at k = 384).
-const BLOCK_N: usize = 48;
-
 /// `out[m × n] = x[m × k] · Wᵀ (+ bias[n])` with `x` quantized here, per row and block.
 pub fn matmul_q(x: &[f32], w: &QWeights, bias: Option<&[f32]>, m: usize, out: &mut [f32]) {
     let (k, n) = (w.k, w.n);
@@ -185,18 +180,7 @@ pub fn matmul_q(x: &[f32], w: &QWeights, bias: Option<&[f32]>, m: usize, out: &m
     // Σ x per (row, group), for taking the weights' +64 shift back out.
     let xsum: Vec<f32> = xq.chunks(GROUP).map(|g| g.iter().map(|&v| v as i32).sum::<i32>() as f32).collect();
     let p = Operands { xq: &xq, xs: &xs, xsum: &xsum, w, bias, n, groups };
-    for n0 in (0..n).step_by(BLOCK_N) {
-        let n1 = (n0 + BLOCK_N).min(n);
-        let mut i = 0;
-        while i + TR <= m {
-            row_block::<TR>(&p, i, n0, n1, out);
-            i += TR;
-        }
-        while i < m {
-            row_block::<1>(&p, i, n0, n1, out);
-            i += 1;
-        }
-    }
+    for_each_tile::<_, TR, TC>(&p, m, n, out);
 }
 
 struct Operands<'a> {
@@ -209,50 +193,40 @@ struct Operands<'a> {
     groups: usize,
 }
 
-#[inline(always)]
-fn row_block<const R: usize>(p: &Operands, i: usize, n0: usize, n1: usize, out: &mut [f32]) {
-    let mut j = n0;
-    while j + TC <= n1 {
-        tile::<R, TC>(p, i, j, out);
-        j += TC;
-    }
-    while j < n1 {
-        tile::<R, 1>(p, i, j, out);
-        j += 1;
-    }
-}
-
-#[inline(always)]
-fn tile<const R: usize, const C: usize>(p: &Operands, i: usize, j: usize, out: &mut [f32]) {
-    let ng = p.groups;
-    let xr: [*const i8; R] = std::array::from_fn(|r| p.xq[(i + r) * ng * GROUP..].as_ptr());
-    let wr: [*const i8; C] = std::array::from_fn(|c| p.w.q[(j + c) * ng * GROUP..].as_ptr());
-    let mut acc = [[lanes::fzero(); C]; R];
-    let mut shift = [[0f32; C]; R];
-    for g in 0..ng {
-        let mut ints = [[lanes::zero(); C]; R];
-        for b in (g * GROUP..(g + 1) * GROUP).step_by(BLOCK) {
-            for c in 0..C {
-                for r in 0..R {
-                    // SAFETY: rows i..i+R of xq and j..j+C of q hold ng groups of GROUP bytes
-                    // (quantize_rows), and b + BLOCK <= ng · GROUP.
-                    ints[r][c] = unsafe { lanes::block_dot(ints[r][c], xr[r].add(b), wr[c].add(b)) };
+impl Tiles for Operands<'_> {
+    #[inline(always)]
+    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &mut [f32]) {
+        let p = self;
+        let ng = p.groups;
+        let xr: [*const i8; R] = std::array::from_fn(|r| p.xq[(i + r) * ng * GROUP..].as_ptr());
+        let wr: [*const i8; C] = std::array::from_fn(|c| p.w.q[(j + c) * ng * GROUP..].as_ptr());
+        let mut acc = [[lanes::fzero(); C]; R];
+        let mut shift = [[0f32; C]; R];
+        for g in 0..ng {
+            let mut ints = [[lanes::zero(); C]; R];
+            for b in (g * GROUP..(g + 1) * GROUP).step_by(BLOCK) {
+                for c in 0..C {
+                    for r in 0..R {
+                        // SAFETY: rows i..i+R of xq and j..j+C of q hold ng groups of GROUP bytes
+                        // (quantize_rows), and b + BLOCK <= ng · GROUP.
+                        ints[r][c] = unsafe { lanes::block_dot(ints[r][c], xr[r].add(b), wr[c].add(b)) };
+                    }
+                }
+            }
+            // Lanes stay apart until the end: per group only a convert and a multiply-add.
+            for r in 0..R {
+                let sx = p.xs[(i + r) * ng + g];
+                for c in 0..C {
+                    let s = sx * p.w.scales[(j + c) * ng + g];
+                    acc[r][c] = lanes::scaled_add(acc[r][c], ints[r][c], s);
+                    shift[r][c] += p.xsum[(i + r) * ng + g] * s;
                 }
             }
         }
-        // Lanes stay apart until the end: per group only a convert and a multiply-add.
         for r in 0..R {
-            let sx = p.xs[(i + r) * ng + g];
             for c in 0..C {
-                let s = sx * p.w.scales[(j + c) * ng + g];
-                acc[r][c] = lanes::scaled_add(acc[r][c], ints[r][c], s);
-                shift[r][c] += p.xsum[(i + r) * ng + g] * s;
+                out[(i + r) * p.n + j + c] = lanes::fsum(acc[r][c]) - 64.0 * shift[r][c] + p.bias.map_or(0.0, |b| b[j + c]);
             }
-        }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[(i + r) * p.n + j + c] = lanes::fsum(acc[r][c]) - 64.0 * shift[r][c] + p.bias.map_or(0.0, |b| b[j + c]);
         }
     }
 }

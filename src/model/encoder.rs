@@ -44,8 +44,8 @@ impl Linear {
                 Some(q) => q,
                 None => {
                     let (n, k) = self.weight.dims2()?;
-                    let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
-                    self.int8.get_or_init(|| QWeights::from_f32(&w, n, k))
+                    let q = cpu::with_f32(&self.weight, |w| QWeights::from_f32(w, n, k))?;
+                    self.int8.get_or_init(|| q)
                 }
             };
             return cpu::linear_int8(x, q, self.bias.as_ref());
