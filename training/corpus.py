@@ -116,32 +116,32 @@ def detag_brown(line):
     return re.sub(r"\( ", "(", text)
 
 
-def brown_docs(archive):
-    docs = []
+def tar_texts(archive, pattern):
+    """The text of every member of a .tgz whose name matches `pattern`, in name order."""
     with tarfile.open(archive) as tar:
         for m in sorted(tar.getmembers(), key=lambda m: m.name):
-            if not re.fullmatch(r"package/c[a-r]\d\d", m.name):
-                continue
-            raw = tar.extractfile(m).read().decode("utf-8", "replace")
-            paras = []
-            for block in re.split(r"\n\s*\n", raw):
-                sents = [detag_brown(l) for l in block.splitlines() if l.strip()]
-                if sents:
-                    paras.append(" ".join(sents))
-            docs += runs([p for p in paras if len(p) >= 40], 6)
+            if re.fullmatch(pattern, m.name):
+                yield tar.extractfile(m).read().decode("utf-8", "replace")
+
+
+def brown_docs(archive):
+    docs = []
+    for raw in tar_texts(archive, r"package/c[a-r]\d\d"):
+        paras = []
+        for block in re.split(r"\n\s*\n", raw):
+            sents = [detag_brown(l) for l in block.splitlines() if l.strip()]
+            if sents:
+                paras.append(" ".join(sents))
+        docs += runs([p for p in paras if len(p) >= 40], 6)
     return docs
 
 
 def sotu_docs(archive):
     """State of the Union addresses (one long line each) cut into runs of ~8 sentences."""
     docs = []
-    with tarfile.open(archive) as tar:
-        for m in sorted(tar.getmembers(), key=lambda m: m.name):
-            if not re.fullmatch(r"package/sotu/data/\d{4}_[a-z_]+\.txt", m.name):
-                continue
-            text = " ".join(tar.extractfile(m).read().decode("utf-8", "replace").split())
-            sents = re.split(r"(?<=[.!?])\s+(?=[A-Z])", text)
-            docs += [" ".join(sents[i:i + 8]) for i in range(0, len(sents), 8)]
+    for raw in tar_texts(archive, r"package/sotu/data/\d{4}_[a-z_]+\.txt"):
+        sents = re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(raw.split()))
+        docs += [" ".join(sents[i:i + 8]) for i in range(0, len(sents), 8)]
     return [d for d in docs if len(d) >= 200]
 
 

@@ -23,18 +23,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from finetune import token_stream  # this folder: the same document split and encoding
+
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def piece_counts(tokenizer_path, corpus):
+    """How often each piece occurs in the corpus as the trainer streams it (documents joined by
+    [SEP], which is kept anyway as a special token)."""
     tok = Tokenizer.from_file(tokenizer_path)
     tok.no_truncation()
     tok.no_padding()
-    docs = [d for d in open(corpus, encoding="utf-8").read().split("\n\n") if d.strip()]
-    counts = collections.Counter()
-    for enc in tok.encode_batch(docs, add_special_tokens=False):
-        counts.update(enc.ids)
-    return counts
+    return collections.Counter(token_stream(tok, corpus, tok.token_to_id("[SEP]")).tolist())
 
 
 def choose(vocab, counts, size):
