@@ -1,15 +1,25 @@
-//! CPU implementations of the encoder's non-matmul ops.
+//! CPU implementations of the encoder's ops: candle's tensors, or for inference where our
+//! GEMM is on (wasm32), fused kernels over plain slices (attention, GELU) whose inner loops are
+//! ours ([`super::gemm`], [`super::simd`]). A profile of a generation in Chromium put a third
+//! of the time in candle's softmax and GELU (scalar libm `expf` / `erff`) and its attention
+//! matmuls.
 
 use candle_core::{Tensor, D};
 
-use super::Mode;
+use super::{gemm, simd, Mode};
 use crate::error::Result;
 use crate::model::config::Activation;
+
+/// Inference on our fused kernels: where our GEMM is on (the wasm32 default; the tests turn it
+/// on natively too).
+fn fused(mode: Mode) -> bool {
+    mode == Mode::Inference && gemm::own_enabled()
+}
 
 /// `x · Wᵀ + b` over the last dimension of `x` (`W` is `[out, in]`). Inference goes through
 /// our kernel where it is the faster one; training keeps candle's differentiable matmul.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
-    if mode == Mode::Inference && super::gemm::own_enabled() {
+    if fused(mode) {
         let (n, k) = w.dims2()?;
         return rows_through(x, b, k, n, |xs, bias, m, out| with_f32(w, |ws| super::gemm::matmul_t(xs, ws, bias, m, k, n, out)));
     }
@@ -87,7 +97,15 @@ pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
     }
 }
 
-pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
+pub fn activation(x: &Tensor, act: Activation, mode: Mode) -> Result<Tensor> {
+    if fused(mode) && act != Activation::Relu {
+        let mut v = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        match act {
+            Activation::GeluTanh => simd::map_in_place(&mut v, simd::gelu_tanh),
+            _ => simd::map_in_place(&mut v, simd::gelu_erf),
+        }
+        return Ok(Tensor::from_vec(v, x.dims(), x.device())?);
+    }
     Ok(match act {
         Activation::Gelu => x.gelu_erf()?,
         // Written out: candle's fused `gelu` differs from `transformers`' gelu_new by ~1e-3.
@@ -98,6 +116,55 @@ pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
         }
         Activation::Relu => x.relu()?,
     })
+}
+
+/// Multi-head scaled dot-product attention without a mask (no padding in Unmask's batches):
+/// `q`, `k`, `v` and the result are `[batch, seq, hidden]`, heads side by side in `hidden`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, mode: Mode) -> Result<Tensor> {
+    let (b, t, h) = q.dims3()?;
+    let hd = h / heads;
+    if fused(mode) {
+        let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
+        let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, t, h, heads);
+        return Ok(Tensor::from_vec(out, (b, t, h), q.device())?);
+    }
+    let split = |y: &Tensor| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+    let probs = softmax_last(&scores, mode)?;
+    Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?)
+}
+
+/// [`attention`] on slices, one head at a time: the head's Q (pre-scaled), K and Vᵀ are
+/// gathered into contiguous blocks so both products are our `x · Wᵀ` GEMM, and the scores'
+/// softmax runs in vector lanes.
+#[allow(clippy::too_many_arguments)]
+fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, t: usize, h: usize, heads: usize) -> Vec<f32> {
+    let hd = h / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0f32; b * t * h];
+    let (mut qh, mut kh, mut vt) = (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; hd * t]);
+    let (mut scores, mut ctx) = (vec![0f32; t * t], vec![0f32; t * hd]);
+    for bi in 0..b {
+        for head in 0..heads {
+            for i in 0..t {
+                let src = (bi * t + i) * h + head * hd;
+                for d in 0..hd {
+                    qh[i * hd + d] = q[src + d] * scale;
+                    kh[i * hd + d] = k[src + d];
+                    vt[d * t + i] = v[src + d];
+                }
+            }
+            gemm::matmul_t(&qh, &kh, None, t, hd, t, &mut scores);
+            scores.chunks_exact_mut(t).for_each(simd::softmax_row);
+            gemm::matmul_t(&scores, &vt, None, t, t, hd, &mut ctx);
+            for i in 0..t {
+                let dst = (bi * t + i) * h + head * hd;
+                out[dst..dst + hd].copy_from_slice(&ctx[i * hd..(i + 1) * hd]);
+            }
+        }
+    }
+    out
 }
 
 /// Log-softmax over the last dimension, from ops that all have backward passes.

@@ -4,75 +4,13 @@
 //! Why our own: candle's matmul compiled to wasm32 runs ~3× slower than natively and its
 //! quantized matmul ~11× (`shared/notes/wasm-and-webgpu.md`). This kernel computes register
 //! tiles of 3 rows of `x` × 3 rows of `W` as dot products along `k` with 4-lane vectors
-//! (9 accumulators + 3 + 1 operands: fits the 16 vector registers V8 gives wasm SIMD on
-//! x86), and walks `W` in blocks of rows that stay in L2 while every row of `x` passes.
-//! On wasm32 the lanes are SIMD128 `v128`; elsewhere `[f32; 4]`, which LLVM vectorises
-//! (natively candle's AVX/AVX-512 GEMM is faster and stays the default; see [`use_own`]).
+//! ([`super::simd`]; 9 accumulators + 3 + 1 operands: fits the 16 vector registers V8 gives
+//! wasm SIMD on x86), and walks `W` in blocks of rows that stay in L2 while every row of `x`
+//! passes. Natively candle's AVX/AVX-512 GEMM is faster and stays the default (see [`use_own`]).
 
 use std::cell::Cell;
 
-#[cfg(target_arch = "wasm32")]
-mod lanes {
-    use core::arch::wasm32::*;
-
-    #[derive(Clone, Copy)]
-    pub struct V(v128);
-
-    #[inline(always)]
-    pub fn zero() -> V {
-        V(f32x4_splat(0.0))
-    }
-    /// # Safety
-    /// `p..p + 4` must be readable (wasm loads need no alignment).
-    #[inline(always)]
-    pub unsafe fn load(p: *const f32) -> V {
-        V(v128_load(p as *const v128))
-    }
-    #[cfg(not(target_feature = "relaxed-simd"))]
-    #[inline(always)]
-    pub fn mul_add(acc: V, a: V, b: V) -> V {
-        V(f32x4_add(acc.0, f32x4_mul(a.0, b.0)))
-    }
-    /// Relaxed SIMD: one fused multiply-add where the CPU has one (halves the arithmetic of
-    /// the inner loop; results may differ from the unfused build in the last bit).
-    #[cfg(target_feature = "relaxed-simd")]
-    #[inline(always)]
-    pub fn mul_add(acc: V, a: V, b: V) -> V {
-        V(f32x4_relaxed_madd(a.0, b.0, acc.0))
-    }
-    #[inline(always)]
-    pub fn sum(a: V) -> f32 {
-        (f32x4_extract_lane::<0>(a.0) + f32x4_extract_lane::<1>(a.0))
-            + (f32x4_extract_lane::<2>(a.0) + f32x4_extract_lane::<3>(a.0))
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-mod lanes {
-    #[derive(Clone, Copy)]
-    pub struct V([f32; 4]);
-
-    #[inline(always)]
-    pub fn zero() -> V {
-        V([0.0; 4])
-    }
-    /// # Safety
-    /// `p..p + 4` must be readable.
-    #[inline(always)]
-    pub unsafe fn load(p: *const f32) -> V {
-        V(std::ptr::read_unaligned(p as *const [f32; 4]))
-    }
-    #[inline(always)]
-    pub fn mul_add(acc: V, a: V, b: V) -> V {
-        V(std::array::from_fn(|i| acc.0[i] + a.0[i] * b.0[i]))
-    }
-    #[inline(always)]
-    pub fn sum(a: V) -> f32 {
-        (a.0[0] + a.0[1]) + (a.0[2] + a.0[3])
-    }
-}
-
-use lanes::V;
+use super::simd::{self as lanes, F4 as V};
 
 thread_local! {
     // Per thread, so that tests comparing both kernels do not race each other.
@@ -158,7 +96,7 @@ impl Tiles for Operands<'_> {
         let k4 = k / 4 * 4;
         let xr: [*const f32; R] = std::array::from_fn(|r| p.x[(i + r) * k..].as_ptr());
         let wr: [*const f32; C] = std::array::from_fn(|c| p.w[(j + c) * k..].as_ptr());
-        let mut acc = [[lanes::zero(); C]; R];
+        let mut acc = [[lanes::splat(0.0); C]; R];
         let mut kk = 0;
         while kk < k4 {
             // SAFETY: rows i..i+R of x and j..j+C of w hold k floats each (checked in matmul_t),

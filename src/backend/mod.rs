@@ -10,6 +10,7 @@
 pub mod cpu;
 pub mod gemm;
 pub mod int8;
+pub mod simd;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 

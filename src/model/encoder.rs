@@ -308,23 +308,15 @@ impl Encoder {
     }
 
     fn attention(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let (b, t, h) = x.dims3()?;
-        let heads = self.config.num_attention_heads;
-        let hd = h / heads;
-        let split = |y: Tensor| -> Result<Tensor> {
-            Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?)
-        };
-        let q = split(layer.query.forward(x, self.mode)?)?;
-        let k = split(layer.key.forward(x, self.mode)?)?;
-        let v = split(layer.value.forward(x, self.mode)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let probs = cpu::softmax_last(&scores, self.mode)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        let q = layer.query.forward(x, self.mode)?;
+        let k = layer.key.forward(x, self.mode)?;
+        let v = layer.value.forward(x, self.mode)?;
+        let ctx = cpu::attention(&q, &k, &v, self.config.num_attention_heads, self.mode)?;
         layer.attn_out.forward(&ctx, self.mode)
     }
 
     fn ffn(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let y = cpu::activation(&layer.intermediate.forward(x, self.mode)?, self.act)?;
+        let y = cpu::activation(&layer.intermediate.forward(x, self.mode)?, self.act, self.mode)?;
         layer.output.forward(&y, self.mode)
     }
 
@@ -341,7 +333,7 @@ impl Encoder {
     /// MLM logits `[..., vocab]` for hidden states `[..., hidden]`. Generation calls this
     /// only on the masked positions: the head is the model's largest matmul.
     pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
-        let y = cpu::activation(&self.head_dense.forward(hidden, self.mode)?, self.head_act)?;
+        let y = cpu::activation(&self.head_dense.forward(hidden, self.mode)?, self.head_act, self.mode)?;
         let y = self.head_norm.forward(&y, self.mode)?;
         self.decoder.forward(&y, self.mode)
     }
