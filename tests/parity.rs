@@ -37,19 +37,29 @@ fn logits_match_transformers_for_every_family() {
     }
 }
 
+/// `logits_at` runs the last layer for the selected rows only: the same logits as the full
+/// forward, for both layouts (post- and pre-LN), both kernels, in any order, with repeats.
 #[test]
 fn logits_at_selected_positions_equal_the_full_forward() {
-    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
-    let (ids, want) = expected("roberta-prelayernorm");
-    let row: Vec<u32> = ids.get(2).unwrap().to_vec1().unwrap();
-    let positions = [0usize, 3, 4, row.len() - 1];
-    let got = model.logits_at(&row, &positions).unwrap();
-    let vocab = model.config().vocab_size;
-    for (k, &p) in positions.iter().enumerate() {
-        let w: Vec<f32> = want.get(2).unwrap().get(p).unwrap().to_vec1().unwrap();
-        for v in 0..vocab {
-            assert!((got[k * vocab + v] - w[v]).abs() <= 1e-4);
+    for family in FAMILIES {
+        let model = Model::load(&fixture(family)).unwrap();
+        let (ids, want) = expected(family);
+        let row: Vec<u32> = ids.get(2).unwrap().to_vec1().unwrap();
+        let positions = [row.len() - 1, 0, 3, 4, 3];
+        let vocab = model.config().vocab_size;
+        for own in [false, true] {
+            unmask::backend::gemm::use_own(own);
+            let got = model.logits_at(&row, &positions).unwrap();
+            assert_eq!(got.len(), positions.len() * vocab);
+            for (k, &p) in positions.iter().enumerate() {
+                let w: Vec<f32> = want.get(2).unwrap().get(p).unwrap().to_vec1().unwrap();
+                for v in 0..vocab {
+                    assert!((got[k * vocab + v] - w[v]).abs() <= 1e-4, "{family} own {own}: position {p}");
+                }
+            }
+            assert!(model.logits_at(&row, &[]).unwrap().is_empty(), "{family}: no positions, no logits");
         }
+        unmask::backend::gemm::use_own(cfg!(target_arch = "wasm32"));
     }
 }
 

@@ -119,48 +119,61 @@ pub fn activation(x: &Tensor, act: Activation, mode: Mode) -> Result<Tensor> {
 }
 
 /// Multi-head scaled dot-product attention without a mask (no padding in Unmask's batches):
-/// `q`, `k`, `v` and the result are `[batch, seq, hidden]`, heads side by side in `hidden`.
+/// queries `q` `[batch, tq, hidden]` over keys and values `k`, `v` `[batch, tk, hidden]`
+/// (`tq` < `tk` where only some rows' outputs are needed); heads side by side in `hidden`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, mode: Mode) -> Result<Tensor> {
-    let (b, t, h) = q.dims3()?;
+    let (b, tq, h) = q.dims3()?;
+    let tk = k.dim(1)?;
     let hd = h / heads;
     if fused(mode) {
         let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
-        let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, t, h, heads);
-        return Ok(Tensor::from_vec(out, (b, t, h), q.device())?);
+        let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, tq, tk, h, heads);
+        return Ok(Tensor::from_vec(out, (b, tq, h), q.device())?);
     }
-    let split = |y: &Tensor| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
-    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let split = |y: &Tensor, t: usize| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
+    let (q, k, v) = (split(q, tq)?, split(k, tk)?, split(v, tk)?);
     let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
     let probs = softmax_last(&scores, mode)?;
-    Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?)
+    Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, h))?)
 }
 
-/// [`attention`] on slices, one head at a time: the head's Q (pre-scaled), K and Vᵀ are
-/// gathered into contiguous blocks so both products are our `x · Wᵀ` GEMM, and the scores'
-/// softmax runs in vector lanes.
+/// [`attention`] on slices, one head at a time: the head's Q (pre-scaled), Kᵀ and V are
+/// gathered into contiguous blocks for our untransposed GEMM ([`gemm::matmul_nn`]); the
+/// softmax leaves its rows unnormalised and the context rows are divided by their sums instead
+/// (`hd` divisions per row rather than `t`).
 #[allow(clippy::too_many_arguments)]
-fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, t: usize, h: usize, heads: usize) -> Vec<f32> {
+fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usize, h: usize, heads: usize) -> Vec<f32> {
     let hd = h / heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; b * t * h];
-    let (mut qh, mut kh, mut vt) = (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; hd * t]);
-    let (mut scores, mut ctx) = (vec![0f32; t * t], vec![0f32; t * hd]);
+    let mut out = vec![0f32; b * tq * h];
+    let (mut qh, mut kt, mut vh) = (vec![0f32; tq * hd], vec![0f32; hd * tk], vec![0f32; tk * hd]);
+    let (mut scores, mut ctx, mut sums) = (vec![0f32; tq * tk], vec![0f32; tq * hd], vec![0f32; tq]);
     for bi in 0..b {
         for head in 0..heads {
-            for i in 0..t {
-                let src = (bi * t + i) * h + head * hd;
+            for i in 0..tq {
+                let src = (bi * tq + i) * h + head * hd;
                 for d in 0..hd {
                     qh[i * hd + d] = q[src + d] * scale;
-                    kh[i * hd + d] = k[src + d];
-                    vt[d * t + i] = v[src + d];
                 }
             }
-            gemm::matmul_t(&qh, &kh, None, t, hd, t, &mut scores);
-            scores.chunks_exact_mut(t).for_each(simd::softmax_row);
-            gemm::matmul_t(&scores, &vt, None, t, t, hd, &mut ctx);
-            for i in 0..t {
-                let dst = (bi * t + i) * h + head * hd;
-                out[dst..dst + hd].copy_from_slice(&ctx[i * hd..(i + 1) * hd]);
+            for i in 0..tk {
+                let src = (bi * tk + i) * h + head * hd;
+                for d in 0..hd {
+                    kt[d * tk + i] = k[src + d];
+                }
+                vh[i * hd..(i + 1) * hd].copy_from_slice(&v[src..src + hd]);
+            }
+            gemm::matmul_nn(&qh, &kt, tq, hd, tk, &mut scores);
+            for (row, s) in scores.chunks_exact_mut(tk).zip(sums.iter_mut()) {
+                *s = simd::exp_shifted_row(row);
+            }
+            gemm::matmul_nn(&scores, &vh, tq, tk, hd, &mut ctx);
+            for i in 0..tq {
+                let dst = (bi * tq + i) * h + head * hd;
+                let inv = 1.0 / sums[i];
+                for (o, c) in out[dst..dst + hd].iter_mut().zip(&ctx[i * hd..(i + 1) * hd]) {
+                    *o = c * inv;
+                }
             }
         }
     }

@@ -127,6 +127,56 @@ impl Tiles for Operands<'_> {
     }
 }
 
+/// `out[m × n] = x[m × k] · w[k × n]` (`w` not transposed): for attention, where `k` is a
+/// head's width (32) or the sequence. Outer products instead of dot products: each step
+/// broadcasts one element of `x` against a row segment of `w`, so no lane sums are left at
+/// the end (with `k` = 32, [`matmul_t`] spent as much on those as on the products).
+pub fn matmul_nn(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
+    assert!(x.len() >= m * k && w.len() >= k * n && out.len() >= m * n, "matmul_nn: slices too short");
+    let n8 = n / NN_COLS * NN_COLS;
+    let mut i = 0;
+    while i + NN_ROWS <= m {
+        nn_rows::<NN_ROWS>(x, w, i, k, n, n8, out);
+        i += NN_ROWS;
+    }
+    while i < m {
+        nn_rows::<1>(x, w, i, k, n, n8, out);
+        i += 1;
+    }
+}
+
+/// 4 rows × 8 columns: 8 accumulators + 2 loads + 1 broadcast registers.
+const NN_ROWS: usize = 4;
+const NN_COLS: usize = 8;
+
+#[inline(always)]
+fn nn_rows<const R: usize>(x: &[f32], w: &[f32], i: usize, k: usize, n: usize, n8: usize, out: &mut [f32]) {
+    for j in (0..n8).step_by(NN_COLS) {
+        let mut acc = [[lanes::splat(0.0); 2]; R];
+        for t in 0..k {
+            // SAFETY: row t of w has n floats and j + 8 <= n8 <= n (checked in matmul_nn).
+            let wv = unsafe { [lanes::load(w.as_ptr().add(t * n + j)), lanes::load(w.as_ptr().add(t * n + j + 4))] };
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xv = lanes::splat(x[(i + r) * k + t]);
+                a[0] = lanes::mul_add(a[0], xv, wv[0]);
+                a[1] = lanes::mul_add(a[1], xv, wv[1]);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            // SAFETY: row i + r of out has n floats and j + 8 <= n.
+            unsafe {
+                lanes::store(out.as_mut_ptr().add((i + r) * n + j), a[0]);
+                lanes::store(out.as_mut_ptr().add((i + r) * n + j + 4), a[1]);
+            }
+        }
+    }
+    for r in 0..R {
+        for j in n8..n {
+            out[(i + r) * n + j] = (0..k).map(|t| x[(i + r) * k + t] * w[t * n + j]).sum();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +193,23 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn untransposed_product_matches_a_plain_loop_on_awkward_shapes() {
+        let mut rng = crate::diffusion::rng::Rng::new(5);
+        // Rows not a multiple of 4, columns not a multiple of 8, and attention's own shapes.
+        for &(m, k, n) in &[(1, 1, 1), (3, 2, 7), (5, 9, 8), (7, 32, 33), (9, 300, 32), (12, 32, 256)] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.5).collect();
+            let w: Vec<f32> = (0..k * n).map(|_| rng.next_f32() - 0.5).collect();
+            let wt: Vec<f32> = (0..n * k).map(|q| w[(q % k) * n + q / k]).collect();
+            let mut y = vec![f32::NAN; m * n];
+            matmul_nn(&x, &w, m, k, n, &mut y);
+            let want = reference(&x, &wt, None, m, k, n);
+            for (a, e) in y.iter().zip(&want) {
+                assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()) * (k as f32).sqrt(), "{m}×{k}×{n}: {a} vs {e}");
+            }
+        }
     }
 
     #[test]

@@ -244,8 +244,9 @@ pub fn map_in_place(xs: &mut [f32], f: impl Fn(F4) -> F4) {
     }
 }
 
-/// Numerically stable softmax of one row in place.
-pub fn softmax_row(row: &mut [f32]) {
+/// `row[i] = e^(row[i] - max(row))` in place; returns the sum (softmax without its division,
+/// which the caller may apply later to fewer values).
+pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
     let mut m = splat(f32::NEG_INFINITY);
     let mut chunks = row.chunks_exact(4);
     for c in &mut chunks {
@@ -254,9 +255,27 @@ pub fn softmax_row(row: &mut [f32]) {
     }
     let top = chunks.remainder().iter().fold(hmax(m), |a, &b| a.max(b));
     let top4 = splat(top);
-    map_in_place(row, |v| exp(sub(v, top4)));
-    let s: f32 = row.iter().sum();
-    let inv = 1.0 / s;
+    let mut acc = splat(0.0);
+    let mut chunks = row.chunks_exact_mut(4);
+    for c in &mut chunks {
+        // SAFETY: four floats.
+        unsafe {
+            let e = exp(sub(load(c.as_ptr()), top4));
+            store(c.as_mut_ptr(), e);
+            acc = add(acc, e);
+        }
+    }
+    let mut s = sum(acc);
+    for v in chunks.into_remainder() {
+        *v = (*v - top).exp();
+        s += *v;
+    }
+    s
+}
+
+/// Numerically stable softmax of one row in place.
+pub fn softmax_row(row: &mut [f32]) {
+    let inv = 1.0 / exp_shifted_row(row);
     map_in_place(row, |v| mul(v, splat(inv)));
 }
 

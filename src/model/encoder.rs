@@ -281,6 +281,14 @@ impl Encoder {
     /// every sequence in a batch has the same length, as both generation and packed training
     /// produce.
     pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        self.hidden_rows(ids, None)
+    }
+
+    /// [`Self::hidden`], or with `rows` (`[batch, r]`, u32 positions) only those rows of the
+    /// output: the last layer then computes its query, feed-forward and norms for those rows
+    /// alone (every row still serves as a key and value). Exact, since each row of a layer's
+    /// output depends on the other rows only through the keys and values.
+    fn hidden_rows(&self, ids: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let offset = self.config.position_offset();
         if t + offset > self.config.max_position_embeddings {
@@ -298,8 +306,14 @@ impl Encoder {
             x = x.broadcast_add(tt)?;
         }
         let mut x = self.embed_norm.forward(&x, self.mode)?;
-        for layer in &self.layers {
-            x = self.layer_forward(layer, &x)?;
+        let last = self.layers.len().saturating_sub(1);
+        for (l, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(layer, &x, rows.filter(|_| l == last))?;
+        }
+        if self.layers.is_empty() {
+            if let Some(r) = rows {
+                x = select_rows(&x, r)?;
+            }
         }
         if let Some(norm) = &self.final_norm {
             x = norm.forward(&x, self.mode)?;
@@ -307,10 +321,11 @@ impl Encoder {
         Ok(x)
     }
 
-    fn attention(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
-        let q = layer.query.forward(x, self.mode)?;
-        let k = layer.key.forward(x, self.mode)?;
-        let v = layer.value.forward(x, self.mode)?;
+    /// Attention of the rows `q_in` over the keys and values of all rows `kv_in`.
+    fn attention(&self, layer: &Layer, q_in: &Tensor, kv_in: &Tensor) -> Result<Tensor> {
+        let q = layer.query.forward(q_in, self.mode)?;
+        let k = layer.key.forward(kv_in, self.mode)?;
+        let v = layer.value.forward(kv_in, self.mode)?;
         let ctx = cpu::attention(&q, &k, &v, self.config.num_attention_heads, self.mode)?;
         layer.attn_out.forward(&ctx, self.mode)
     }
@@ -320,12 +335,21 @@ impl Encoder {
         layer.output.forward(&y, self.mode)
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+    /// One layer; with `rows`, only those rows of its output.
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+        let pick = |t: &Tensor| -> Result<Tensor> {
+            match rows {
+                Some(r) => select_rows(t, r),
+                None => Ok(t.clone()),
+            }
+        };
         if self.family.pre_layer_norm() {
-            let a = (x + self.attention(layer, &layer.attn_norm.forward(x, self.mode)?)?)?;
+            let n = layer.attn_norm.forward(x, self.mode)?;
+            let a = (pick(x)? + self.attention(layer, &pick(&n)?, &n)?)?;
             Ok((&a + self.ffn(layer, &layer.ffn_norm.forward(&a, self.mode)?)?)?)
         } else {
-            let a = layer.attn_norm.forward(&(x + self.attention(layer, x)?)?, self.mode)?;
+            let xs = pick(x)?;
+            let a = layer.attn_norm.forward(&(&xs + self.attention(layer, &xs, x)?)?, self.mode)?;
             layer.ffn_norm.forward(&(&a + self.ffn(layer, &a)?)?, self.mode)
         }
     }
@@ -347,10 +371,17 @@ impl Encoder {
     pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Tensor> {
         check_sequence(&self.config, ids, positions)?;
         let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
-        let hidden = self.hidden(&t)?.squeeze(0)?;
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-        let idx = Tensor::new(idx.as_slice(), self.device())?;
-        let rows = hidden.index_select(&idx, 0)?;
+        let idx = Tensor::new(idx.as_slice(), self.device())?.unsqueeze(0)?;
+        let rows = self.hidden_rows(&t, Some(&idx))?.squeeze(0)?;
         self.head(&rows)
     }
+}
+
+/// Rows `rows` (`[batch, r]`, u32) of `x` (`[batch, seq, hidden]`): `[batch, r, hidden]`.
+fn select_rows(x: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    let (b, _, h) = x.dims3()?;
+    let r = rows.dim(1)?;
+    let picked: Vec<Tensor> = (0..b).map(|i| x.get(i)?.index_select(&rows.get(i)?, 0)).collect::<candle_core::Result<_>>()?;
+    Ok(Tensor::stack(&picked, 0)?.reshape((b, r, h))?)
 }
