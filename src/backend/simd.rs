@@ -84,6 +84,11 @@ mod lanes {
     pub fn select_nonneg(c: F4, a: F4, b: F4) -> F4 {
         F4(v128_bitselect(a.0, b.0, f32x4_ge(c.0, f32x4_splat(0.0))))
     }
+    /// Lane-wise `if c >= t { a } else { 0 }` (also 0 where `c` is NaN).
+    #[inline(always)]
+    pub fn zero_below(c: F4, t: f32, a: F4) -> F4 {
+        F4(v128_and(a.0, f32x4_ge(c.0, f32x4_splat(t))))
+    }
     #[inline(always)]
     pub fn sum(a: F4) -> f32 {
         (f32x4_extract_lane::<0>(a.0) + f32x4_extract_lane::<1>(a.0)) + (f32x4_extract_lane::<2>(a.0) + f32x4_extract_lane::<3>(a.0))
@@ -170,6 +175,10 @@ mod lanes {
         F4(std::array::from_fn(|i| if c.0[i] >= 0.0 { a.0[i] } else { b.0[i] }))
     }
     #[inline(always)]
+    pub fn zero_below(c: F4, t: f32, a: F4) -> F4 {
+        F4(std::array::from_fn(|i| if c.0[i] >= t { a.0[i] } else { 0.0 }))
+    }
+    #[inline(always)]
     pub fn sum(a: F4) -> f32 {
         (a.0[0] + a.0[1]) + (a.0[2] + a.0[3])
     }
@@ -181,12 +190,12 @@ mod lanes {
 
 pub use lanes::*;
 
-/// `e^x` per lane, relative error ≤ 2e-7 for x in [-87, 88] (Cody–Waite reduction by ln 2,
-/// then a degree-6 polynomial, as in Cephes' `expf`). Below -87 it returns ~1e-38, not 0:
-/// softmax never needs the difference.
+/// `e^x` per lane, relative error ≤ 3e-7 for x in [-87, 88] (Cody–Waite reduction by ln 2,
+/// then a degree-6 polynomial, as in Cephes' `expf`). Below -87 (and for -∞ and NaN) it
+/// returns exactly 0, so softmax gives masked or banned entries no mass at all.
 #[inline(always)]
-pub fn exp(x: F4) -> F4 {
-    let x = min(max(x, splat(-87.0)), splat(88.0));
+pub fn exp(x_in: F4) -> F4 {
+    let x = min(max(x_in, splat(-87.0)), splat(88.0));
     let n = nearest(mul(x, splat(std::f32::consts::LOG2_E)));
     // ln 2 in two parts: n · LN2_HI is exact in f32, so the reduction loses nothing.
     let r = sub(sub(x, mul(n, splat(0.693_359_4))), mul(n, splat(-2.121_944_4e-4)));
@@ -195,7 +204,7 @@ pub fn exp(x: F4) -> F4 {
         p = mul_add(splat(c), p, r);
     }
     let y = add(mul_add(r, p, mul(r, r)), splat(1.0));
-    mul(y, pow2(n))
+    zero_below(x_in, -87.0, mul(y, pow2(n)))
 }
 
 /// Exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`, per lane; absolute error ≤ 4e-7 · |x|.
@@ -266,17 +275,19 @@ pub fn exp_shifted_row(row: &mut [f32]) -> f32 {
         }
     }
     let mut s = sum(acc);
-    for v in chunks.into_remainder() {
-        *v = (*v - top).exp();
-        s += *v;
+    let tail = chunks.into_remainder();
+    let n = tail.len();
+    if n > 0 {
+        let mut pad = [f32::NEG_INFINITY; 4];
+        pad[..n].copy_from_slice(tail);
+        // SAFETY: four floats.
+        let e = unsafe { exp(sub(load(pad.as_ptr()), top4)) };
+        // SAFETY: four floats.
+        unsafe { store(pad.as_mut_ptr(), e) };
+        tail.copy_from_slice(&pad[..n]);
+        s += pad[..n].iter().sum::<f32>();
     }
     s
-}
-
-/// Numerically stable softmax of one row in place.
-pub fn softmax_row(row: &mut [f32]) {
-    let inv = 1.0 / exp_shifted_row(row);
-    map_in_place(row, |v| mul(v, splat(inv)));
 }
 
 #[cfg(test)]
@@ -299,7 +310,9 @@ mod tests {
             worst = worst.max((got - want).abs() / want);
         }
         assert!(worst < 3e-7, "relative error {worst}");
-        assert!(lanes_of(exp, f32::NEG_INFINITY) < 1e-37);
+        assert_eq!(lanes_of(exp, f32::NEG_INFINITY), 0.0);
+        assert_eq!(lanes_of(exp, f32::NAN), 0.0);
+        assert_eq!(lanes_of(exp, -88.0), 0.0);
     }
 
     #[test]
@@ -341,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_rows_sum_to_one_for_awkward_lengths() {
+    fn shifted_exponentials_give_the_softmax_for_awkward_lengths() {
         for n in [1usize, 3, 4, 7, 33] {
             let mut row: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin() * 20.0).collect();
             let want: Vec<f64> = {
@@ -350,9 +363,9 @@ mod tests {
                 let s: f64 = e.iter().sum();
                 e.iter().map(|v| v / s).collect()
             };
-            softmax_row(&mut row);
-            for (g, w) in row.iter().zip(&want) {
-                assert!((*g as f64 - w).abs() < 1e-6, "{n}: {g} vs {w}");
+            let z = exp_shifted_row(&mut row);
+            for (g, w) in row.iter().map(|v| v / z).zip(&want) {
+                assert!((g as f64 - w).abs() < 1e-6, "{n}: {g} vs {w}");
             }
         }
     }

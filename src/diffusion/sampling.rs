@@ -1,6 +1,7 @@
 //! Turning one position's logits into a token: temperature, top-k, top-p, confidence.
 
 use super::rng::Rng;
+use crate::backend::simd;
 
 /// The outcome of sampling one position.
 #[derive(Debug, Clone)]
@@ -23,33 +24,22 @@ pub struct SamplingParams {
 /// Samples a token from `logits`, never one of `banned` (sorted).
 pub fn pick(logits: &[f32], banned: &[u32], p: &SamplingParams, rng: &mut Rng) -> Pick {
     let inv_t = 1.0 / p.temperature;
-    let mut max = f32::NEG_INFINITY;
-    for (i, &l) in logits.iter().enumerate() {
-        if l.is_finite() && l * inv_t > max && banned.binary_search(&(i as u32)).is_err() {
-            max = l * inv_t;
+    // The temperature-scaled distribution over the allowed ids: banned and non-finite logits
+    // get -∞, which the vector exp turns into exactly 0.
+    let mut probs: Vec<f32> = logits.iter().map(|&l| if l.is_finite() { l * inv_t } else { f32::NEG_INFINITY }).collect();
+    for &b in banned {
+        if let Some(x) = probs.get_mut(b as usize) {
+            *x = f32::NEG_INFINITY;
         }
     }
-    // Probabilities of the full, temperature-scaled distribution.
-    let mut probs: Vec<f32> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| {
-            if !l.is_finite() || banned.binary_search(&(i as u32)).is_ok() {
-                0.0
-            } else {
-                (l * inv_t - max).exp()
-            }
-        })
-        .collect();
-    let z: f32 = probs.iter().sum();
+    let z = simd::exp_shifted_row(&mut probs);
     if !(z > 0.0) || !z.is_finite() {
         // Degenerate logits (all banned or NaN): fall back to the first allowed id.
         let token = (0..logits.len() as u32).find(|i| banned.binary_search(i).is_err()).unwrap_or(0);
         return Pick { token, confidence: 0.0, candidates: vec![] };
     }
-    for x in probs.iter_mut() {
-        *x /= z;
-    }
+    let inv_z = 1.0 / z;
+    simd::map_in_place(&mut probs, |v| simd::mul(v, simd::splat(inv_z)));
     // Candidates ordered by probability: only the head of the distribution matters.
     let k = if p.top_k == 0 { probs.len() } else { p.top_k.min(probs.len()) };
     let mut order: Vec<u32> = (0..probs.len() as u32).collect();
