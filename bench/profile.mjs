@@ -1,22 +1,27 @@
 // Where a generation spends its time in Chromium: samples the page with the CDP profiler while
 // Unmask generates (worker: false, so the engine runs on the sampled thread) and prints self
 // time per function, wasm functions by their name-section names.
-//   (cd bench && node profile.mjs [model] [file])   e.g. default q8_0
+//   (cd bench && node profile.mjs [model] [file] [generate|forward])   e.g. default q8_0 generate
+// "forward": the encoder forward with all logits at 256 tokens (the ORT comparison's shape).
 import { start } from '../tests/browser/harness.mjs';
 
 const model = process.argv[2] || 'default';
 const file = process.argv[3] || 'q8_0';
+const what = process.argv[4] || 'generate';
 const h = await start();
 h.page.setDefaultTimeout(0);
 await h.page.goto(`${h.origin}/bench/page.html`);
 await h.page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
-await h.page.evaluate(async ({ model, file }) => {
+await h.page.evaluate(async ({ model, file, what }) => {
   const { DiffusionLM } = await import('../pkg/src/index.js');
   window.lm = await DiffusionLM.load(`./models/${model}/${file}.gguf`, { worker: false, cache: false });
-  window.gen = async (seed) => { for await (const _ of window.lm.generate('the', { length: 248, steps: 10, seed })); };
+  const ids = Array.from({ length: 256 }, (_, i) => 5 + ((i * 7919) % 2000));
+  window.gen = what === 'forward'
+    ? async () => { await window.lm.logits(ids); }
+    : async (seed) => { for await (const _ of window.lm.generate('the', { length: 248, steps: 10, seed })); };
   const t0 = performance.now();
   while (performance.now() - t0 < 4000) await window.gen(0); // let V8 tier the wasm up
-}, { model, file });
+}, { model, file, what });
 const cdp = await h.context.newCDPSession(h.page);
 await cdp.send('Profiler.enable');
 await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
@@ -39,7 +44,7 @@ profile.samples.forEach((id, i) => {
   self.set(name, (self.get(name) || 0) + t);
   total += t;
 });
-console.log(`${model} ${file}: generation of 251 tokens × 10 steps, ${ms.toFixed(0)} ms (mean of 3)\n`);
+console.log(`${model} ${file}: ${what === 'forward' ? 'forward, 256 tokens, all logits' : 'generation of 251 tokens × 10 steps'}, ${ms.toFixed(0)} ms (mean of 3)\n`);
 console.log('| self % | function |\n|---|---|');
 for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`| ${(100 * t / total).toFixed(1)} | ${name.slice(0, 110)} |`);
 await h.close();

@@ -192,7 +192,10 @@ export class DiffusionLM {
     };
     const ids32 = arr(ids, 'ids');
     const pos = positions === undefined ? Uint32Array.from(ids32.keys()) : arr(positions, 'positions');
-    return new Float32Array(await this._t.call('logits', { ids: ids32, positions: pos }));
+    // The engine already hands back a fresh Float32Array (copied out of wasm memory, or
+    // transferred from the worker): a second copy cost 16 MB per call at 256 × 16k.
+    const out = await this._t.call('logits', { ids: ids32, positions: pos });
+    return out instanceof Float32Array ? out : new Float32Array(out);
   }
 
   /** Text for people from ids (special tokens dropped, masks as `mask`). */
