@@ -132,7 +132,8 @@ fn the_whole_forward_matches_the_cpu_for_every_family() {
         let gpu_enc = GpuEncoder::new(gpu(), &model.encoder, Some(&model.store)).unwrap();
         let n = model.config().max_sequence_len().min(37);
         let ids: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 5) % model.config().vocab_size as u32).collect();
-        let positions = [0usize, 1, n / 2, n - 1];
+        // Out of order and repeated: the last layer runs on exactly these rows.
+        let positions = [n - 1, 0, n / 2, 1, n / 2];
         let want = model.logits_at(&ids, &positions).unwrap();
         let got = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
         let d = max_diff(&got, &want);
@@ -143,6 +144,7 @@ fn the_whole_forward_matches_the_cpu_for_every_family() {
         assert_eq!(gpu_enc.pooled_buffers(), pooled, "no new scratch buffers for a same-length step");
         println!("{family}: max |Δlogit| GPU vs CPU = {d:.2e} on {}", gpu_enc.gpu.adapter);
         assert!(d <= 1e-3, "{family}: max |Δlogit| {d}");
+        assert!(gpu_enc.logits_at_blocking(&ids, &[]).unwrap().is_empty());
     }
 }
 

@@ -251,19 +251,33 @@ impl GpuEncoder {
         out
     }
 
-    fn attention(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLayer, x: &wgpu::Buffer, t: usize) -> wgpu::Buffer {
-        let (q, k, v) = (self.linear(enc, &l.q, x, t, 0), self.linear(enc, &l.k, x, t, 0), self.linear(enc, &l.v, x, t, 0));
-        let ctx = self.scratch("attention", t * self.hidden);
+    /// Attention of `tq` query rows (`q_in`) over the `tk` rows of `kv_in`.
+    fn attention(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLayer, q_in: &wgpu::Buffer, kv_in: &wgpu::Buffer, tq: usize, tk: usize) -> wgpu::Buffer {
+        let (q, k, v) = (self.linear(enc, &l.q, q_in, tq, 0), self.linear(enc, &l.k, kv_in, tk, 0), self.linear(enc, &l.v, kv_in, tk, 0));
+        let ctx = self.scratch("attention", tq * self.hidden);
         let hd = self.hidden / self.heads;
         let scale = (1.0 / (hd as f32).sqrt()).to_bits();
-        let params = [t as u32, self.heads as u32, hd as u32, scale, 0, 0, 0, 0];
-        self.gpu.dispatch(enc, "attention", &[&q, &k, &v, &ctx], params, (t as u32, self.heads as u32));
-        self.linear(enc, &l.o, &ctx, t, 0)
+        let params = [tk as u32, self.heads as u32, hd as u32, scale, 0, 0, 0, 0];
+        self.gpu.dispatch(enc, "attention", &[&q, &k, &v, &ctx], params, (tq as u32, self.heads as u32));
+        self.linear(enc, &l.o, &ctx, tq, 0)
     }
 
-    /// Logits `[positions × vocab]` (row-major) for one sequence, like `Encoder::logits_at`.
+    /// Rows `idx` (`rows` of them) of `x`, `[rows × hidden]`.
+    fn gather(&self, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, idx: &wgpu::Buffer, rows: usize) -> wgpu::Buffer {
+        let h = self.hidden;
+        let picked = self.scratch("rows", rows * h);
+        self.gpu.dispatch(enc, "gather", &[x, idx, &picked], [rows as u32, h as u32, 0, 0, 0, 0, 0, 0], Gpu::groups_for(rows * h));
+        picked
+    }
+
+    /// Logits `[positions × vocab]` (row-major) for one sequence, like `Encoder::logits_at`:
+    /// the last layer computes its queries, feed-forward and norms only for the requested rows
+    /// (every row still gives keys and values), and the head runs on those rows alone.
     pub async fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
         check_sequence(&self.config, ids, positions)?;
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
         let (t, h) = (ids.len(), self.hidden);
         let g = &self.gpu;
         self.recycle();
@@ -272,32 +286,40 @@ impl GpuEncoder {
         let emb = self.scratch("embeddings", t * h);
         g.dispatch(&mut enc, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.config.position_offset() as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
         let (mut x, _) = self.norm(&mut enc, &self.embed_norm, &emb, None, t, false);
-        for l in &self.layers {
-            if self.pre_ln {
-                let (hn, _) = self.norm(&mut enc, &l.attn_norm, &x, None, t, false);
-                let a = self.attention(&mut enc, l, &hn, t);
-                let (h2, s) = self.norm(&mut enc, &l.ffn_norm, &x, Some(&a), t, true);
-                let f = self.linear(&mut enc, &l.inter, &h2, t, self.act);
-                let o = self.linear(&mut enc, &l.output, &f, t, 0);
-                x = self.add(&mut enc, &s.expect("kept residual"), &o, t * h);
-            } else {
-                let a = self.attention(&mut enc, l, &x, t);
-                let (x1, _) = self.norm(&mut enc, &l.attn_norm, &x, Some(&a), t, false);
-                let f = self.linear(&mut enc, &l.inter, &x1, t, self.act);
-                let o = self.linear(&mut enc, &l.output, &f, t, 0);
-                x = self.norm(&mut enc, &l.ffn_norm, &x1, Some(&o), t, false).0;
-            }
-        }
-        if let Some(n) = &self.final_norm {
-            x = self.norm(&mut enc, n, &x, None, t, false).0;
-        }
-        // The head only for the requested rows: it is the largest matmul.
         let rows = positions.len();
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx_buf = g.upload_u32("positions", &idx);
-        let picked = self.scratch("rows", rows * h);
-        g.dispatch(&mut enc, "gather", &[&x, &idx_buf, &picked], [rows as u32, h as u32, 0, 0, 0, 0, 0, 0], Gpu::groups_for(rows * h));
-        let y = self.linear(&mut enc, &self.head_dense, &picked, rows, self.head_act);
+        let last = self.layers.len().saturating_sub(1);
+        let mut n = t; // rows of x
+        for (li, l) in self.layers.iter().enumerate() {
+            let tq = if li == last { rows } else { t };
+            let pick = |enc: &mut wgpu::CommandEncoder, b: &wgpu::Buffer| if li == last { self.gather(enc, b, &idx_buf, rows) } else { b.clone() };
+            if self.pre_ln {
+                let (hn, _) = self.norm(&mut enc, &l.attn_norm, &x, None, t, false);
+                let q_in = pick(&mut enc, &hn);
+                let res = pick(&mut enc, &x);
+                let a = self.attention(&mut enc, l, &q_in, &hn, tq, t);
+                let (h2, s) = self.norm(&mut enc, &l.ffn_norm, &res, Some(&a), tq, true);
+                let f = self.linear(&mut enc, &l.inter, &h2, tq, self.act);
+                let o = self.linear(&mut enc, &l.output, &f, tq, 0);
+                x = self.add(&mut enc, &s.expect("kept residual"), &o, tq * h);
+            } else {
+                let q_in = pick(&mut enc, &x);
+                let a = self.attention(&mut enc, l, &q_in, &x, tq, t);
+                let (x1, _) = self.norm(&mut enc, &l.attn_norm, &q_in, Some(&a), tq, false);
+                let f = self.linear(&mut enc, &l.inter, &x1, tq, self.act);
+                let o = self.linear(&mut enc, &l.output, &f, tq, 0);
+                x = self.norm(&mut enc, &l.ffn_norm, &x1, Some(&o), tq, false).0;
+            }
+            n = tq;
+        }
+        if n != rows {
+            x = self.gather(&mut enc, &x, &idx_buf, rows); // a model without layers
+        }
+        if let Some(fnorm) = &self.final_norm {
+            x = self.norm(&mut enc, fnorm, &x, None, rows, false).0;
+        }
+        let y = self.linear(&mut enc, &self.head_dense, &x, rows, self.head_act);
         let (y, _) = self.norm(&mut enc, &self.head_norm, &y, None, rows, false);
         let logits = self.linear(&mut enc, &self.decoder, &y, rows, 0);
         let out = g.read(enc, &logits, rows * self.config.vocab_size).await;

@@ -177,8 +177,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: v
 /// (reads of v rows are coalesced), with an online-softmax rescale between chunks, so any
 /// sequence length fits. The first version gave each (query, head) to a single invocation
 /// (48 workgroups for 256 tokens × 12 heads, and its 128-float accumulator in memory): most of
-/// a forward's time on the H100. q, k, v, out: [t × heads·hd]. p: a = t, b = heads, c = hd
-/// (≤ 128), d = scale bits.
+/// a forward's time on the H100. q, out: [queries × heads·hd] (queries = the dispatch's x);
+/// k, v: [keys × heads·hd]. p: a = keys, b = heads, c = hd (≤ 128), d = scale bits.
 pub const ATTENTION: &str = r#"
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
