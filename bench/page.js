@@ -77,4 +77,17 @@ window.bench = async ({ model, lengths, rounds, warmMs, generate }) => {
   for (const s of Object.values(theirs)) await s.release();
   return out;
 };
+/** The browser's own instruction peaks (bench/peak: independent multiply-add chains, no
+ *  memory traffic), for the efficiency of our kernels. `bytes`: that crate's wasm, base64. */
+window.peak = async (b64) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const { instance } = await WebAssembly.instantiate(bytes);
+  const { fma_rounds: fma, dot_rounds: dot } = instance.exports;
+  const n = 20_000_000;
+  const best = (f) => { let b = Infinity; for (let r = 0; r < 5; r++) { const t0 = performance.now(); f(); b = Math.min(b, performance.now() - t0); } return b / 1e3; };
+  return {
+    fmaGflops: (n * 12 * 4 * 2) / best(() => fma(n, 0.001)) / 1e9,
+    dotGops: (n * 12 * 16 * 2) / best(() => dot(n, 1)) / 1e9,
+  };
+};
 document.getElementById('status').textContent = 'ready';
