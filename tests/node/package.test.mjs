@@ -230,3 +230,23 @@ test('wasm logits match transformers on the fixture (f32 file, our SIMD128 GEMM)
   await assert.rejects(f32.logits([-1]), OptionsError);
   await f32.dispose();
 });
+
+test('a q8_0 file runs through an integer kernel (16-bit dot in the SIMD128 build), close to f32 on the same values', async () => {
+  // Reference: the q8_0 file's own values stored as f32 (scripts/test makes it), so the only
+  // difference left is the integer kernel's: activations quantized to 8 bits per group of 128,
+  // weights requantized per group. Zero difference would mean the kernel is not in use.
+  const path = (f) => fileURLToPath(new URL(`../../target/models/${f}`, import.meta.url));
+  const ref = await DiffusionLM.load(path('fixture-q8-values.gguf'));
+  const q8 = await DiffusionLM.load(path('fixture.gguf'));
+  let err = 0, norm = 0;
+  for (const len of [1, 7, 33]) {
+    const ids = Array.from({ length: len }, (_, i) => 5 + ((i * 37) % 200));
+    const [a, b] = [await ref.logits(ids), await q8.logits(ids)];
+    for (let i = 0; i < a.length; i++) { err += (a[i] - b[i]) ** 2; norm += a[i] ** 2; }
+  }
+  const rel = Math.sqrt(err / norm);
+  console.log(`${q8.wasmFeatures} build, q8_0 fixture through the integer kernel vs its f32 values: relative RMS ${rel.toExponential(2)}`);
+  assert.ok(rel > 1e-4 && rel <= 6e-2, `relative RMS ${rel}`);
+  await ref.dispose();
+  await q8.dispose();
+});
