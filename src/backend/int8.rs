@@ -132,16 +132,66 @@ impl QWeights {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+/// wasm32: the relaxed build's 8-bit dot, or SIMD128's 16-bit one where the engine lacks
+/// relaxed SIMD; the loads, stores and float steps are the same.
+#[cfg(target_arch = "wasm32")]
 mod lanes {
     use core::arch::wasm32::*;
 
-    /// Weights and activations as 8-bit integers, 4 of each per lane of a dot; weights in
-    /// [-63, 63] shifted by +64 (the instruction's second operand must stay in [0, 127]).
-    pub type Elem = i8;
-    pub const KSTEP: usize = 4;
-    pub const W_LIMIT: f32 = 63.0;
-    pub const W_SHIFT: Elem = 64;
+    /// Relaxed SIMD: weights and activations as 8-bit integers, 4 of each per lane of a dot;
+    /// weights in [-63, 63] shifted by +64 (the instruction's second operand must stay in
+    /// [0, 127]).
+    #[cfg(target_feature = "relaxed-simd")]
+    mod dot {
+        use core::arch::wasm32::*;
+        pub type Elem = i8;
+        pub const KSTEP: usize = 4;
+        pub const W_LIMIT: f32 = 63.0;
+        pub const W_SHIFT: Elem = 64;
+        /// `acc + ` the 16 products `x · w` summed in groups of four (`w` in [0, 127]).
+        #[inline(always)]
+        pub fn dot(acc: v128, x: v128, w: v128) -> v128 {
+            i32x4_relaxed_dot_i8x16_i7x16_add(x, w, acc)
+        }
+        /// `a · b + c`, fused where the CPU can.
+        #[inline(always)]
+        pub fn madd(a: v128, b: v128, c: v128) -> v128 {
+            f32x4_relaxed_madd(a, b, c)
+        }
+        /// Narrows four vectors of i32 (each |v| ≤ 127) to 16 bytes.
+        #[inline(always)]
+        pub fn narrow(i: [v128; 4]) -> v128 {
+            i8x16_narrow_i16x8(i16x8_narrow_i32x4(i[0], i[1]), i16x8_narrow_i32x4(i[2], i[3]))
+        }
+    }
+
+    /// Engines without relaxed SIMD (Safari, Node 20): `i32x4.dot_i16x8_s`, a standard SIMD128
+    /// instruction (one `pmaddwd` on x86), on 16-bit integers: 2 values of `k` per lane, 8
+    /// multiply-adds per dot, signed weights in [-127, 127] (no shift). Twice the bytes of the
+    /// 8-bit layout, half the work of f32.
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    mod dot {
+        use core::arch::wasm32::*;
+        pub type Elem = i16;
+        pub const KSTEP: usize = 2;
+        pub const W_LIMIT: f32 = 127.0;
+        pub const W_SHIFT: Elem = 0;
+        #[inline(always)]
+        pub fn dot(acc: v128, x: v128, w: v128) -> v128 {
+            i32x4_add(acc, i32x4_dot_i16x8(x, w))
+        }
+        #[inline(always)]
+        pub fn madd(a: v128, b: v128, c: v128) -> v128 {
+            f32x4_add(f32x4_mul(a, b), c)
+        }
+        /// Narrows four vectors of i32 (each |v| ≤ 127) to 16 halfwords.
+        #[inline(always)]
+        pub fn narrow(i: [v128; 4]) -> [v128; 2] {
+            [i16x8_narrow_i32x4(i[0], i[1]), i16x8_narrow_i32x4(i[2], i[3])]
+        }
+    }
+
+    pub use dot::{dot, Elem, KSTEP, W_LIMIT, W_SHIFT};
     /// 16 bytes.
     pub type B16 = v128;
     /// Four i32 lanes.
@@ -174,11 +224,6 @@ mod lanes {
     pub unsafe fn fstore(p: *mut f32, v: FAcc) {
         v128_store(p as *mut v128, v)
     }
-    /// `acc + ` the 16 products `x · w` summed in groups of four (`w` must be in [0, 127]).
-    #[inline(always)]
-    pub fn dot(acc: Acc, x: B16, w: B16) -> Acc {
-        i32x4_relaxed_dot_i8x16_i7x16_add(x, w, acc)
-    }
     #[inline(always)]
     pub fn zero() -> Acc {
         i32x4_splat(0)
@@ -191,7 +236,7 @@ mod lanes {
     #[inline(always)]
     pub fn group_add(acc: FAcc, ints: Acc, shift: f32, sx: f32, sw: FAcc) -> FAcc {
         let v = f32x4_add(f32x4_convert_i32x4(ints), f32x4_splat(shift));
-        f32x4_relaxed_madd(v, f32x4_mul(f32x4_splat(sx), sw), acc)
+        dot::madd(v, f32x4_mul(f32x4_splat(sx), sw), acc)
     }
     #[inline(always)]
     pub fn fadd(a: FAcc, b: FAcc) -> FAcc {
@@ -204,102 +249,18 @@ mod lanes {
     /// `dst = nearest(src · inv)` (|src · inv| ≤ 127: the narrowing never saturates), and
     /// the sum of `dst`.
     #[inline(always)]
-    pub fn quantize_group(src: &[f32; super::GROUP], inv: f32, dst: &mut [i8; super::GROUP]) -> i32 {
+    pub fn quantize_group(src: &[f32; super::GROUP], inv: f32, dst: &mut [Elem; super::GROUP]) -> i32 {
         let inv = f32x4_splat(inv);
         let mut sum = i32x4_splat(0);
         for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(16)) {
-            // SAFETY: 16 floats in, 16 bytes out.
+            // SAFETY: 16 floats in, 16 elements (one or two vectors) out.
             unsafe {
                 let i: [v128; 4] = std::array::from_fn(|q| {
                     i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(s.as_ptr().add(4 * q) as *const v128), inv)))
                 });
-                let bytes = i8x16_narrow_i16x8(i16x8_narrow_i32x4(i[0], i[1]), i16x8_narrow_i32x4(i[2], i[3]));
-                v128_store(d.as_mut_ptr() as *mut v128, bytes);
-                sum = i32x4_add(sum, i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(bytes)));
-            }
-        }
-        i32x4_extract_lane::<0>(sum) + i32x4_extract_lane::<1>(sum) + i32x4_extract_lane::<2>(sum) + i32x4_extract_lane::<3>(sum)
-    }
-}
-
-/// Engines without relaxed SIMD (Safari, Node 20): `i32x4.dot_i16x8_s`, a standard SIMD128
-/// instruction (one `pmaddwd` on x86), on 16-bit integers: 2 values of `k` per lane, 8
-/// multiply-adds per dot, and signed weights in [-127, 127] (no shift, one bit more than the
-/// relaxed build's). Twice the bytes of the 8-bit layout, half the work of f32.
-#[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
-mod lanes {
-    use core::arch::wasm32::*;
-
-    pub type Elem = i16;
-    pub const KSTEP: usize = 2;
-    pub const W_LIMIT: f32 = 127.0;
-    pub const W_SHIFT: Elem = 0;
-    pub type B16 = v128;
-    pub type Acc = v128;
-    pub type FAcc = v128;
-
-    /// # Safety
-    /// `p..p + 16` bytes must be readable.
-    #[inline(always)]
-    pub unsafe fn load(p: *const u8) -> B16 {
-        v128_load(p as *const v128)
-    }
-    /// # Safety
-    /// `p..p + 4` must be readable.
-    #[inline(always)]
-    pub unsafe fn load4_splat(p: *const u8) -> B16 {
-        v128_load32_splat(p as *const u32)
-    }
-    /// # Safety
-    /// `p..p + 4` must be readable.
-    #[inline(always)]
-    pub unsafe fn fload(p: *const f32) -> FAcc {
-        v128_load(p as *const v128)
-    }
-    /// # Safety
-    /// `p..p + 4` must be writable.
-    #[inline(always)]
-    pub unsafe fn fstore(p: *mut f32, v: FAcc) {
-        v128_store(p as *mut v128, v)
-    }
-    #[inline(always)]
-    pub fn dot(acc: Acc, x: B16, w: B16) -> Acc {
-        i32x4_add(acc, i32x4_dot_i16x8(x, w))
-    }
-    #[inline(always)]
-    pub fn zero() -> Acc {
-        i32x4_splat(0)
-    }
-    #[inline(always)]
-    pub fn fzero() -> FAcc {
-        f32x4_splat(0.0)
-    }
-    #[inline(always)]
-    pub fn group_add(acc: FAcc, ints: Acc, shift: f32, sx: f32, sw: FAcc) -> FAcc {
-        let v = f32x4_add(f32x4_convert_i32x4(ints), f32x4_splat(shift));
-        f32x4_add(acc, f32x4_mul(v, f32x4_mul(f32x4_splat(sx), sw)))
-    }
-    #[inline(always)]
-    pub fn fadd(a: FAcc, b: FAcc) -> FAcc {
-        f32x4_add(a, b)
-    }
-    #[inline(always)]
-    pub fn to_array(a: FAcc) -> [f32; 4] {
-        [f32x4_extract_lane::<0>(a), f32x4_extract_lane::<1>(a), f32x4_extract_lane::<2>(a), f32x4_extract_lane::<3>(a)]
-    }
-    /// `dst = nearest(src · inv)` (|src · inv| ≤ 127), and the sum of `dst`.
-    #[inline(always)]
-    pub fn quantize_group(src: &[f32; super::GROUP], inv: f32, dst: &mut [i16; super::GROUP]) -> i32 {
-        let inv = f32x4_splat(inv);
-        let mut sum = i32x4_splat(0);
-        for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-            // SAFETY: 8 floats in, 8 halfwords out.
-            unsafe {
-                let i: [v128; 2] = std::array::from_fn(|q| {
-                    i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v128_load(s.as_ptr().add(4 * q) as *const v128), inv)))
-                });
-                v128_store(d.as_mut_ptr() as *mut v128, i16x8_narrow_i32x4(i[0], i[1]));
-                sum = i32x4_add(sum, i32x4_add(i[0], i[1]));
+                sum = i32x4_add(sum, i32x4_add(i32x4_add(i[0], i[1]), i32x4_add(i[2], i[3])));
+                let packed = dot::narrow(i);
+                std::ptr::write_unaligned(d.as_mut_ptr() as *mut _, packed);
             }
         }
         i32x4_extract_lane::<0>(sum) + i32x4_extract_lane::<1>(sum) + i32x4_extract_lane::<2>(sum) + i32x4_extract_lane::<3>(sum)
