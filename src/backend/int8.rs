@@ -52,9 +52,10 @@ pub fn int8_enabled() -> bool {
     ON.with(|o| o.get())
 }
 
-/// `W` (`[n, k]`) as 7-bit integers shifted by +64, in groups of [`GROUP`] along `k` (the
-/// last one zero-padded), packed for the kernel: per block of 4 rows (`n` padded with zero
-/// rows to a multiple of [`TC`]), per 4 along `k`, 16 bytes `[row 0: k..k+4, row 1: …, row 3]`.
+/// `W` (`[n, k]`) as integers (relaxed build: 7-bit shifted by +64; otherwise 8-bit in i16),
+/// in groups of [`GROUP`] along `k` (the last one zero-padded), packed for the kernel: per
+/// block of 4 rows (`n` padded with zero rows to a multiple of [`TC`]), per `KSTEP` (4 or 2)
+/// along `k`, 16 bytes `[row 0: k..k+KSTEP, row 1: …, row 3]`.
 pub struct QWeights {
     pub n: usize,
     pub k: usize,
