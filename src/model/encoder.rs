@@ -7,16 +7,23 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 use super::config::{Activation, Family, ModelConfig};
-use super::weights::WeightStore;
+use super::weights::{Stored, WeightStore};
 use crate::backend::int8::{self, QWeights};
 use crate::backend::{cpu, Mode};
 use crate::error::{Error, Result};
 
-/// `[out, in]` weights in f32. Quantized files are dequantized once at load: quantization
-/// is how models travel and are stored, while f32 is what computes fastest on the CPU
-/// (candle's quantized matmul is 2.3× slower than its f32 one in wasm, 2.3× natively here).
+/// A linear layer, `[out, in]` weights. Computation is in f32 or, for weights stored
+/// quantized, through the integer kernel ([`int8`]) where it is on. The f32 form of a
+/// quantized weight is made on first use only: with the integer kernel (the wasm default) it
+/// is never needed, and a quantized model's linears stay at 1–2 bytes per weight in wasm
+/// memory instead of 4 more (f32 is what computes fastest on the CPU otherwise: candle's
+/// quantized matmul is 2.3× slower than its f32 one).
 pub struct Linear {
-    pub weight: Tensor,
+    weight: std::sync::OnceLock<Tensor>,
+    /// The stored blocks of a weight kept quantized until its f32 form is asked for.
+    blocks: Option<std::sync::Arc<candle_core::quantized::QTensor>>,
+    /// `(out, in)`.
+    pub dims: (usize, usize),
     pub bias: Option<Tensor>,
     /// The weight's tensor name (a GPU backend uploads its quantized blocks from the store).
     pub name: String,
@@ -27,15 +34,40 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(weight: Tensor, bias: Option<Tensor>, name: String, store: &WeightStore) -> Self {
-        let quantized = store.dtype_of(&name).is_some_and(|d| !matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16));
-        Self { weight, bias, name, quantized, int8: std::sync::OnceLock::new() }
+    pub fn new(weight: Tensor, bias: Option<Tensor>, name: String, store: &WeightStore) -> Result<Self> {
+        let dims = weight.dims2()?;
+        Ok(Self { weight: weight.into(), blocks: None, dims, bias, quantized: Self::stored_quantized(store, &name), name, int8: Default::default() })
+    }
+
+    fn stored_quantized(store: &WeightStore, name: &str) -> bool {
+        store.dtype_of(name).is_some_and(|d| !matches!(d, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16))
     }
 
     fn load(store: &WeightStore, name: &str, out: usize, inp: usize) -> Result<Self> {
-        let weight = store.dense(&format!("{name}.weight"), &[out, inp])?;
+        let wname = format!("{name}.weight");
         let bias = Some(store.dense(&format!("{name}.bias"), &[out])?);
-        Ok(Self::new(weight, bias, format!("{name}.weight"), store))
+        match store.lookup(&wname, &[out, inp])? {
+            Stored::Dense(t) => Self::new(t.clone(), bias, wname, store),
+            Stored::Quant(q) => Ok(Self {
+                weight: Default::default(),
+                blocks: Some(q.clone()),
+                dims: (out, inp),
+                bias,
+                quantized: Self::stored_quantized(store, &wname),
+                name: wname,
+                int8: Default::default(),
+            }),
+        }
+    }
+
+    /// The f32 weight `[out, in]` (dequantized on first use when the file stores it quantized).
+    pub fn weight(&self) -> Result<&Tensor> {
+        if let Some(w) = self.weight.get() {
+            return Ok(w);
+        }
+        let q = self.blocks.as_ref().expect("a linear holds f32 weights or stored blocks");
+        let w = q.dequantize(&Device::Cpu)?;
+        Ok(self.weight.get_or_init(|| w))
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -43,14 +75,19 @@ impl Linear {
             let q = match self.int8.get() {
                 Some(q) => q,
                 None => {
-                    let (n, k) = self.weight.dims2()?;
-                    let q = cpu::with_f32(&self.weight, |w| QWeights::from_f32(w, n, k))?;
+                    let (n, k) = self.dims;
+                    let make = |w: &Tensor| cpu::with_f32(w, |w| QWeights::from_f32(w, n, k));
+                    // From a temporary f32 copy when no f32 form is kept.
+                    let q = match (self.weight.get(), &self.blocks) {
+                        (None, Some(b)) => make(&b.dequantize(&Device::Cpu)?)?,
+                        _ => make(self.weight()?)?,
+                    };
                     self.int8.get_or_init(|| q)
                 }
             };
             return cpu::linear_int8(x, q, self.bias.as_ref());
         }
-        cpu::linear(x, &self.weight, self.bias.as_ref(), mode)
+        cpu::linear(x, self.weight()?, self.bias.as_ref(), mode)
     }
 }
 
@@ -263,7 +300,7 @@ impl Encoder {
             final_norm,
             head_dense,
             head_norm,
-            decoder: Linear::new(weight, Some(bias), decoder_name, store),
+            decoder: Linear::new(weight, Some(bias), decoder_name, store)?,
             mode: Mode::Inference,
         })
     }

@@ -89,7 +89,8 @@ impl WeightStore {
         self.tensors.insert(name.into(), t);
     }
 
-    fn lookup(&self, name: &str, shape: &[usize]) -> Result<&Stored> {
+    /// The stored tensor `name`, checked to have `shape`.
+    pub fn lookup(&self, name: &str, shape: &[usize]) -> Result<&Stored> {
         let s = self.tensors.get(name).ok_or_else(|| Error::tensor(name, "missing from the checkpoint"))?;
         if s.dims() != shape {
             return Err(Error::tensor(name, format!("has shape {:?}, expected {:?}", s.dims(), shape)));

@@ -117,7 +117,7 @@ impl GpuEncoder {
             )));
         }
         let lin = |l: &Linear, name: &str| -> Result<GpuLinear> {
-            let (out, inp) = l.weight.dims2()?;
+            let (out, inp) = l.dims;
             let b = match &l.bias {
                 Some(b) => data(b)?,
                 None => vec![0.0; out],
@@ -134,7 +134,7 @@ impl GpuEncoder {
                     out,
                     inp,
                 },
-                None => GpuLinear { w: gpu.upload(name, &data(&l.weight)?), b: gpu.upload(name, &b), q8: None, out, inp },
+                None => GpuLinear { w: gpu.upload(name, &data(l.weight()?)?), b: gpu.upload(name, &b), q8: None, out, inp },
             })
         };
         let norm = |n: &LayerNorm, name: &str| -> Result<GpuNorm> {
