@@ -42,9 +42,10 @@ pub struct ModelInfo {
     pub max_sequence_len: usize,
 }
 
-/// Bytes of f32 weights a wasm instance may hold: the CPU path computes in f32 (quantized files
-/// are dequantized at load), and wasm32 addresses 4 GiB in all, with the file and the
-/// activations to fit next to the weights.
+/// Bytes of f32 weights a wasm instance may hold: the CPU path computes in f32 unless the
+/// integer kernel takes a quantized linear (then no f32 form is made: this bound is the
+/// conservative one), and wasm32 addresses 4 GiB in all, with the file and the activations to
+/// fit next to the weights.
 const WASM_WEIGHT_BUDGET: u64 = 5 << 29; // 2.5 GiB
 
 /// Refuses, before allocating, a model whose f32 weights cannot fit a wasm instance.
