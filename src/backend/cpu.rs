@@ -85,17 +85,13 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, mode: Mode) -> R
     }
 }
 
-/// Softmax over the last dimension.
-pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
-    match mode {
-        Mode::Inference => Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?),
-        Mode::Train => {
-            let max = x.max_keepdim(D::Minus1)?.detach();
-            let e = x.broadcast_sub(&max)?.exp()?;
-            let sum = e.sum_keepdim(D::Minus1)?;
-            Ok(e.broadcast_div(&sum)?)
-        }
-    }
+/// Softmax over the last dimension from ops that all have backward passes (training's
+/// attention; inference has the fused kernel in [`attention_rows`]).
+fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&sum)?)
 }
 
 pub fn activation(x: &Tensor, act: Activation, mode: Mode) -> Result<Tensor> {
@@ -131,10 +127,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, mode: Mode) -
         let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, tq, tk, h, heads);
         return Ok(Tensor::from_vec(out, (b, tq, h), q.device())?);
     }
+    // Training: candle's ops, which carry gradients.
     let split = |y: &Tensor, t: usize| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
     let (q, k, v) = (split(q, tq)?, split(k, tk)?, split(v, tk)?);
     let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-    let probs = softmax_last(&scores, mode)?;
+    let probs = softmax_last(&scores)?;
     Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, h))?)
 }
 

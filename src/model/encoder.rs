@@ -321,8 +321,8 @@ impl Encoder {
         self.hidden_rows(ids, None)
     }
 
-    /// [`Self::hidden`], or with `rows` (`[batch, r]`, u32 positions) only those rows of the
-    /// output: the last layer then computes its query, feed-forward and norms for those rows
+    /// [`Self::hidden`], or with `rows` (u32 positions, the same for every sequence of the
+    /// batch) only those rows of the output: the last layer then computes its query, feed-forward and norms for those rows
     /// alone (every row still serves as a key and value). Exact, since each row of a layer's
     /// output depends on the other rows only through the keys and values.
     fn hidden_rows(&self, ids: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
@@ -344,13 +344,9 @@ impl Encoder {
         }
         let mut x = self.embed_norm.forward(&x, self.mode)?;
         let last = self.layers.len().saturating_sub(1);
+        // At least one layer: the config is validated at load.
         for (l, layer) in self.layers.iter().enumerate() {
             x = self.layer_forward(layer, &x, rows.filter(|_| l == last))?;
-        }
-        if self.layers.is_empty() {
-            if let Some(r) = rows {
-                x = select_rows(&x, r)?;
-            }
         }
         if let Some(norm) = &self.final_norm {
             x = norm.forward(&x, self.mode)?;
@@ -376,7 +372,7 @@ impl Encoder {
     fn layer_forward(&self, layer: &Layer, x: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
         let pick = |t: &Tensor| -> Result<Tensor> {
             match rows {
-                Some(r) => select_rows(t, r),
+                Some(r) => Ok(t.index_select(r, 1)?),
                 None => Ok(t.clone()),
             }
         };
@@ -409,16 +405,8 @@ impl Encoder {
         check_sequence(&self.config, ids, positions)?;
         let t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-        let idx = Tensor::new(idx.as_slice(), self.device())?.unsqueeze(0)?;
+        let idx = Tensor::new(idx.as_slice(), self.device())?;
         let rows = self.hidden_rows(&t, Some(&idx))?.squeeze(0)?;
         self.head(&rows)
     }
-}
-
-/// Rows `rows` (`[batch, r]`, u32) of `x` (`[batch, seq, hidden]`): `[batch, r, hidden]`.
-fn select_rows(x: &Tensor, rows: &Tensor) -> Result<Tensor> {
-    let (b, _, h) = x.dims3()?;
-    let r = rows.dim(1)?;
-    let picked: Vec<Tensor> = (0..b).map(|i| x.get(i)?.index_select(&rows.get(i)?, 0)).collect::<candle_core::Result<_>>()?;
-    Ok(Tensor::stack(&picked, 0)?.reshape((b, r, h))?)
 }

@@ -289,8 +289,8 @@ impl GpuEncoder {
         let rows = positions.len();
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx_buf = g.upload_u32("positions", &idx);
+        // At least one layer (a validated config): the last one leaves only the requested rows.
         let last = self.layers.len().saturating_sub(1);
-        let mut n = t; // rows of x
         for (li, l) in self.layers.iter().enumerate() {
             let tq = if li == last { rows } else { t };
             let pick = |enc: &mut wgpu::CommandEncoder, b: &wgpu::Buffer| if li == last { self.gather(enc, b, &idx_buf, rows) } else { b.clone() };
@@ -311,10 +311,6 @@ impl GpuEncoder {
                 let o = self.linear(&mut enc, &l.output, &f, tq, 0);
                 x = self.norm(&mut enc, &l.ffn_norm, &x1, Some(&o), tq, false).0;
             }
-            n = tq;
-        }
-        if n != rows {
-            x = self.gather(&mut enc, &x, &idx_buf, rows); // a model without layers
         }
         if let Some(fnorm) = &self.final_norm {
             x = self.norm(&mut enc, fnorm, &x, None, rows, false).0;
