@@ -271,6 +271,11 @@ def osis_text(markup):
     return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
 
+def tidy_lines(text):
+    """Whitespace collapsed within each line (paragraph); empty lines dropped."""
+    return "\n".join(" ".join(p.split()) for p in text.split("\n") if p.strip())
+
+
 def bible_docs(archive):
     """The World English Bible (SWORD module), one document per chapter."""
     docs = []
@@ -285,8 +290,7 @@ def bible_docs(archive):
             docs.append(chapter)
     out = []
     for verses in docs:
-        paras = [" ".join(p.split()) for p in "".join(v if v.startswith("\n") else " " + v for v in verses).split("\n")]
-        text = "\n".join(p for p in paras if p)
+        text = tidy_lines("".join(v if v.startswith("\n") else " " + v for v in verses))
         if len(text) >= 200:
             out.append(text)
     return out
@@ -341,7 +345,7 @@ def commentary_docs(archive):
                 if entry == last:
                     continue
                 last = entry
-                text = "\n".join(" ".join(p.split()) for p in osis_text(entry).split("\n") if p.strip())
+                text = tidy_lines(osis_text(entry))
                 if len(text) >= 200:
                     docs.append(text)
     return docs
