@@ -86,6 +86,9 @@ function num(id, fallback) {
 }
 
 function samplingOptions() {
+  // A fresh seed per run unless the user keeps one: the same click giving the same text
+  // every time reads as a broken generator. The drawn seed stays visible for replaying.
+  if (!$('o-keep-seed').checked) drawSeed();
   const o = {
     steps: Math.max(1, Math.round(num('o-steps', 10))),
     strategy: $('o-strategy').value,
@@ -410,7 +413,11 @@ ui.prompt.addEventListener('keydown', (e) => {
 document.addEventListener('keydown', (e) => {
   if (e.key === 'Escape') state.abort?.abort();
 });
-ui.dice.addEventListener('click', () => { $('o-seed').value = String(Math.floor(Math.random() * 1e6)); });
+function drawSeed() {
+  $('o-seed').value = String(Math.floor(Math.random() * 1e6));
+}
+ui.dice.addEventListener('click', drawSeed);
+$('o-seed').addEventListener('input', () => { $('o-keep-seed').checked = true; });
 ui.canvas.addEventListener('mouseover', (e) => { const c = e.target.closest('.cell'); if (c) showTip(c); });
 ui.canvas.addEventListener('mouseleave', () => { ui.tip.hidden = true; });
 ui.canvas.addEventListener('focusin', (e) => { const c = e.target.closest('.cell'); if (c) showTip(c); });

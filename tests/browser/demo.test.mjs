@@ -57,6 +57,25 @@ test('generation renders every step in place', async () => {
   await h.page.screenshot({ path: `${ART}demo-final.png`, fullPage: true });
 });
 
+test('every run draws a new seed unless the seed is kept', async () => {
+  await setOptions({ 'o-steps': 4, 'o-length': 12 });
+  // Typing a seed (the test above did) keeps it.
+  assert.equal(await h.page.isChecked('#o-keep-seed'), true);
+  await h.page.uncheck('#o-keep-seed');
+  const runs = [];
+  for (let r = 0; r < 2; r++) {
+    await h.page.click('#generate');
+    await idle();
+    runs.push([await h.page.inputValue('#o-seed'), await h.page.textContent('#text')]);
+  }
+  assert.notEqual(runs[0][0], runs[1][0], 'a new seed per run');
+  assert.notEqual(runs[0][1], runs[1][1], 'new text per run');
+  await h.page.check('#o-keep-seed');
+  await h.page.click('#generate');
+  await idle();
+  assert.deepEqual([await h.page.inputValue('#o-seed'), await h.page.textContent('#text')], runs[1], 'a kept seed repeats the run');
+});
+
 test('Stop halts within one step', async () => {
   const ctx = await h.page.evaluate(() => window.unmaskDemo.lm.info.maxSequenceLen);
   const length = Math.min(120, ctx - 20);

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Route (b) of the default model, the CPU recipe search: a small cased pre-LN RoBERTa
+(`roberta-prelayernorm`, which the engine loads) trained from scratch on our byte-level BPE,
+watching whether it leaves the unigram plateau (`shared/notes/pretraining.md`: 14 tiny runs of
+160–2,400 steps never did).
+
+    python training/scratch.py --minutes 120 --threads 1 --out training/runs/scratch-cpu
+
+Levers this run combines, each chosen because the plateau note names it as untested:
+- **aligned windows** (consecutive chunks of `seq − 2` tokens; session 2 found random offsets
+  hide position information and stall a tiny model);
+- a **mask-rate curriculum**: t ~ U(0.05, t_max) with t_max rising linearly from
+  `--t-start` to 1 over `--curriculum` steps, so that early on every masked token has most of its
+  neighbours visible and the context path pays off at once;
+- dropout 0, pre-LayerNorm, many small steps.
+
+Besides the held-out ELBO perplexity (the same quantity as `finetune.py`), it logs the **masked
+CE at t = 0.15** next to the **unigram CE** of the validation tokens: a model that uses context
+sits clearly below the unigram line; one on the plateau sits on it. Resumable like finetune.py.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+from tokenizers import Tokenizer
+from transformers import RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
+
+from finetune import mask_batch, token_stream, windows
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def probe(model, stream, seq, ids, t, n=32, seed=0xC0DE):
+    """Mean masked CE (nats) over n aligned validation windows at mask rate t."""
+    cls_id, sep_id, mask_id = ids
+    gen = torch.Generator().manual_seed(seed)
+    body = seq - 2
+    starts = torch.arange(n) * body
+    x = windows(stream, starts, seq, cls_id, sep_id)
+    model.eval()
+    with torch.no_grad():
+        inp, m, _, _ = mask_batch(x, mask_id, gen, t=t, max_prefix=0)
+        logits = model(input_ids=inp).logits
+        ce = torch.nn.functional.cross_entropy(logits[m], x[m]).item()
+    model.train()
+    return ce
+
+
+def elbo(model, stream, seq, ids, n=32):
+    """exp of the 1/t-weighted masked CE per maskable token, t = 0.1 … 1.0 (as finetune.py)."""
+    total = 0.0
+    for k in range(1, 11):
+        total += probe(model, stream, seq, ids, k / 10, n, seed=0xE7A1 + k)
+    # probe returns CE per masked token; masked ≈ t × maskable, so CE/t·(masked/maskable) = CE.
+    return math.exp(total / 10)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(HERE, "runs", "scratch-cpu"))
+    ap.add_argument("--tokenizer", default=os.path.join(HERE, "runs", "bpe8k", "tokenizer.json"))
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--t-start", type=float, default=0.25, help="t_max at step 0 of the curriculum")
+    ap.add_argument("--curriculum", type=int, default=4000, help="steps for t_max to reach 1 (0: none)")
+    ap.add_argument("--eval-every", type=int, default=250)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    tok = Tokenizer.from_file(args.tokenizer)
+    tok.no_padding()
+    tok.no_truncation()
+    ids = tuple(tok.token_to_id(s) for s in ("<s>", "</s>", "<mask>"))
+    cls_id, sep_id, mask_id = ids
+    cache = os.path.join(args.out, "streams.pt")
+    os.makedirs(args.out, exist_ok=True)
+    if os.path.exists(cache):
+        train, valid = torch.load(cache)
+    else:
+        train = token_stream(tok, os.path.join(HERE, "data", "train.txt"), sep_id)
+        valid = token_stream(tok, os.path.join(HERE, "data", "valid.txt"), sep_id)
+        torch.save((train, valid), cache)
+    counts = torch.bincount(valid, minlength=tok.get_vocab_size()).double()
+    p = counts / counts.sum()
+    unigram_ce = -(p[p > 0] * p[p > 0].log()).sum().item()
+
+    ckpt = os.path.join(args.out, "model")
+    resume = os.path.exists(os.path.join(args.out, "trainer.pt"))
+    if resume:
+        model = RobertaPreLayerNormForMaskedLM.from_pretrained(ckpt)
+    else:
+        cfg = RobertaPreLayerNormConfig(
+            vocab_size=tok.get_vocab_size(), hidden_size=args.hidden, num_hidden_layers=args.layers,
+            num_attention_heads=args.heads, intermediate_size=4 * args.hidden,
+            max_position_embeddings=args.seq + 2, type_vocab_size=1, pad_token_id=tok.token_to_id("<pad>"),
+            bos_token_id=cls_id, eos_token_id=sep_id, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+            tie_word_embeddings=True)
+        model = RobertaPreLayerNormForMaskedLM(cfg)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+    step = 0
+    if resume:
+        st = torch.load(os.path.join(args.out, "trainer.pt"))
+        opt.load_state_dict(st["optimizer"])
+        step = st["step"]
+    print(f"{sum(q.numel() for q in model.parameters())} parameters, {len(train)} train / {len(valid)} valid "
+          f"tokens, unigram CE {unigram_ce:.3f} nats, from step {step}", file=sys.stderr, flush=True)
+
+    gen = torch.Generator().manual_seed(7 + step)
+    body = args.seq - 2
+    chunks = len(train) // body
+    t0 = time.time()
+    deadline = t0 + args.minutes * 60
+    log = open(os.path.join(args.out, "log.jsonl"), "a")
+    while time.time() < deadline:
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
+        t_max = 1.0 if not args.curriculum else min(1.0, args.t_start + (1 - args.t_start) * step / args.curriculum)
+        starts = torch.randint(0, chunks, (args.batch,), generator=gen) * body
+        x = windows(train, starts, args.seq, cls_id, sep_id)
+        t = 0.05 + (t_max - 0.05) * torch.rand(args.batch, generator=gen)
+        inp, m, _, _ = mask_batch(x, mask_id, gen, t=None, max_prefix=16) if t_max >= 1 else _masked_at(x, mask_id, gen, t)
+        loss = torch.nn.functional.cross_entropy(model(input_ids=inp).logits[m], x[m])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % args.eval_every == 0:
+            rec = {"step": step, "loss": round(loss.item(), 4), "t_max": round(t_max, 3),
+                   "ce_t015": round(probe(model, valid, args.seq, ids, 0.15), 4), "unigram_ce": round(unigram_ce, 4),
+                   "elbo_ppl": round(elbo(model, valid, args.seq, ids), 1), "minutes": round((time.time() - t0) / 60, 1)}
+            print(rec, file=sys.stderr, flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            model.save_pretrained(ckpt)
+            tok.save(os.path.join(ckpt, "tokenizer.json"))
+            torch.save({"optimizer": opt.state_dict(), "step": step}, os.path.join(args.out, "trainer.pt"))
+
+
+def _masked_at(x, mask_id, gen, t):
+    """mask_batch with per-sequence rates t already drawn (the curriculum's narrower range)."""
+    b, seq = x.shape
+    p = torch.randint(0, 17, (b,), generator=gen)
+    pos = torch.arange(seq)[None, :]
+    maskable = (pos > p[:, None]) & (pos < seq - 1)
+    m = (torch.rand(b, seq, generator=gen) < t[:, None]) & maskable
+    return x.masked_fill(m, mask_id), m, t, maskable.sum(1)
+
+
+if __name__ == "__main__":
+    main()
