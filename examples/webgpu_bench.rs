@@ -6,7 +6,7 @@
 //! `bench/cublas.py` times the same shapes with cuBLAS (PyTorch) for the ratio.
 use std::time::Instant;
 
-use unmask::backend::webgpu::{Gpu, GpuEncoder};
+use unmask::backend::webgpu::{split_k, Gpu, GpuEncoder, SPLIT_TARGET};
 use unmask::diffusion::{self, Canvas, Denoiser, SampleOptions};
 
 /// The GPU encoder as a sampler backend (blocking on each step's readback).
@@ -37,21 +37,41 @@ fn main() -> unmask::Result<()> {
         let (dq, ds) = (gpu.upload_u32("unused", &[]), gpu.upload("unused", &[]));
         // Many dispatches per submission so launch and readback latency do not dominate.
         let reps = std::env::var("UNMASK_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(if m * k * n > 1 << 30 { 10 } else { 50 });
-        let run = || {
-            let mut enc = gpu.encoder();
-            for _ in 0..reps {
-                gpu.dispatch(&mut enc, "matmul", &[&x, &w, &b, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1, 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
-            }
-            pollster::block_on(gpu.read(enc, &out, 1)).map(|_| ())
-        };
-        run()?;
-        let mut best = f64::MAX;
-        for _ in 0..3 {
-            let t0 = Instant::now();
+        // Unsplit, then split along k as the encoder would (when it would).
+        let split = split_k((n.div_ceil(64) * m.div_ceil(64)) as u32, k, SPLIT_TARGET, 128);
+        let part = gpu.scratch("part", split.map_or(1, |(_, s)| s) * m * n);
+        let time = |split: Option<(usize, usize)>| -> unmask::Result<f64> {
+            let run = || {
+                let mut rec = gpu.encoder();
+                for _ in 0..reps {
+                    let tiles = (n.div_ceil(64) as u32, m.div_ceil(64) as u32);
+                    match split {
+                        None => gpu.dispatch(&mut rec, "matmul", &[&x, &w, &b, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1, 0, 0, 0, 0], tiles),
+                        Some((len, s)) => {
+                            gpu.dispatch(&mut rec, "matmul", &[&x, &w, &b, &part, &dq, &ds], [m as u32, n as u32, k as u32, 1, len as u32, 0, 0, 0], (tiles.0, tiles.1, s as u32));
+                            gpu.dispatch(&mut rec, "split_sum", &[&part, &b, &out], [(m * n) as u32, n as u32, s as u32, 1, 0, 0, 0, 0], Gpu::groups_for(m * n));
+                        }
+                    }
+                }
+                pollster::block_on(gpu.read(rec, &out, 1)).map(|_| ())
+            };
             run()?;
-            best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let t0 = Instant::now();
+                run()?;
+                best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+            }
+            Ok(best)
+        };
+        let flop = 2.0 * (m * k * n) as f64;
+        let one = time(None)?;
+        print!("matmul {m}×{k}×{n}: {:.3} ms, {:.1} GFLOP/s", one * 1e3, flop / one / 1e9);
+        if let Some((len, s)) = split {
+            let t = time(split)?;
+            print!("; split-K {s} × {len}: {:.3} ms, {:.1} GFLOP/s", t * 1e3, flop / t / 1e9);
         }
-        println!("matmul {m}×{k}×{n}: {:.3} ms, {:.1} GFLOP/s", best * 1e3, 2.0 * (m * k * n) as f64 / best / 1e9);
+        println!();
     }
     // Fixed cost per dispatch: 200 dispatches of a 1×1×1 matmul, encoding (CPU) apart from
     // submission + execution + wait.
@@ -78,34 +98,41 @@ fn main() -> unmask::Result<()> {
     let t = model.config().max_sequence_len().min(256);
     let ids: Vec<u32> = (0..t as u32).map(|i| 1000 + i % 500).map(|i| i % model.config().vocab_size as u32).collect();
     let masked: Vec<usize> = (0..t).step_by(2).collect();
-    enc.logits_at_blocking(&ids, &masked)?;
-    let t0 = Instant::now();
-    let gpu_logits = enc.logits_at_blocking(&ids, &masked)?;
-    let g = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let cpu_logits = model.logits_at(&ids, &masked)?;
     let c = t1.elapsed().as_secs_f64();
-    let d = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    println!("forward {t} tokens, logits for {} rows: GPU {:.1} ms, CPU {:.0} ms, max |Δlogit| {d:.1e}", masked.len(), g * 1e3, c * 1e3);
-
-    // A whole generation: [CLS] prompt + masks up to `gen` tokens, 10 steps (the seed's recipe).
     let gen: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(256);
     let max = model.config().max_sequence_len();
     let denoiser = OnGpu(&enc, model.config().vocab_size);
     let banned = model.codec.banned_ids();
-    let mut times = Vec::new();
     let mut text = String::new();
-    for seed in 0..4u64 {
-        let canvas = Canvas::from_prompt(&model.codec, "the old house", gen, max)?;
-        let opts = SampleOptions { steps: 10, seed, ..Default::default() };
-        let t0 = Instant::now();
-        let out = diffusion::generate(&denoiser, canvas, &banned, &opts, |_| true)?;
-        times.push(t0.elapsed().as_secs_f64());
-        text = model.codec.decode(&out.canvas.ids);
+    // Split-K off, then the default policy: same kernels otherwise.
+    for (what, target) in [("no split-K", 0), ("split-K", SPLIT_TARGET)] {
+        enc.set_split(target, 128);
+        enc.logits_at_blocking(&ids, &masked)?;
+        let mut best = f64::MAX;
+        let mut gpu_logits = Vec::new();
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            gpu_logits = enc.logits_at_blocking(&ids, &masked)?;
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        let d = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        println!("forward {t} tokens, logits for {} rows ({what}): GPU {:.2} ms best of 5, CPU {:.0} ms, max |Δlogit| {d:.1e}", masked.len(), best * 1e3, c * 1e3);
+        // A whole generation: [CLS] prompt + masks up to `gen` tokens, 10 steps (the seed's recipe).
+        let mut times = Vec::new();
+        for seed in 0..4u64 {
+            let canvas = Canvas::from_prompt(&model.codec, "the old house", gen, max)?;
+            let opts = SampleOptions { steps: 10, seed, ..Default::default() };
+            let t0 = Instant::now();
+            let out = diffusion::generate(&denoiser, canvas, &banned, &opts, |_| true)?;
+            times.push(t0.elapsed().as_secs_f64());
+            text = model.codec.decode(&out.canvas.ids);
+        }
+        let first = times.remove(0);
+        times.sort_by(f64::total_cmp);
+        println!("generation {gen} tokens × 10 steps on the GPU ({what}): {:.1} ms median (first {:.1} ms)", times[times.len() / 2] * 1e3, first * 1e3);
     }
-    let first = times.remove(0);
-    times.sort_by(f64::total_cmp);
-    println!("generation {} tokens × 10 steps on the GPU: {:.1} ms median (first {:.1} ms)", gen, times[times.len() / 2] * 1e3, first * 1e3);
     println!("sample: {}", text.chars().take(200).collect::<String>());
     Ok(())
 }

@@ -52,6 +52,34 @@ fn matmul_kernel_matches_the_cpu_with_bias_and_activations() {
     }
 }
 
+#[test]
+fn split_k_matmul_sums_its_slices_like_one_pass() {
+    // k not a multiple of the slice or of the kernel's 16; slices of 16, 48 and 64.
+    let g = gpu();
+    let mut rng = Rng::new(9);
+    for &(m, k, n, len) in &[(5usize, 130usize, 67usize, 48usize), (70, 64, 3, 16), (1, 200, 130, 64), (64, 33, 64, 16)] {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.5).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.next_f32() - 0.5).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.next_f32() - 0.5).collect();
+        let mut want = vec![0f32; m * n];
+        matmul_t(&x, &w, Some(&b), m, k, n, &mut want);
+        let want: Vec<f32> = want.iter().map(|v| v.max(0.0)).collect();
+        let splits = k.div_ceil(len);
+        let (xb, wb, bb) = (g.upload("x", &x), g.upload("w", &w), g.upload("b", &b));
+        let (dq, ds) = (g.upload_u32("unused", &[]), g.upload("unused", &[]));
+        let (part, out) = (g.scratch("part", splits * m * n), g.scratch("out", m * n));
+        let mut rec = g.encoder();
+        let flags = 1 | (3 << 1); // bias, ReLU: applied once, after the sum
+        let (m32, n32) = (m as u32, n as u32);
+        g.dispatch(&mut rec, "matmul", &[&xb, &wb, &bb, &part, &dq, &ds], [m32, n32, k as u32, flags, len as u32, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32, splits as u32));
+        g.dispatch(&mut rec, "split_sum", &[&part, &bb, &out], [m32 * n32, n32, splits as u32, flags, 0, 0, 0, 0], Gpu::groups_for(m * n));
+        assert_eq!(rec.launches(), 2);
+        let got = pollster::block_on(g.read(rec, &out, m * n)).unwrap();
+        let d = max_diff(&got, &want);
+        assert!(d <= 1e-5 * (k as f32).sqrt() + 1e-6, "{m}×{k}×{n} in slices of {len}: max diff {d}");
+    }
+}
+
 /// erf for the reference (libm-quality series is overkill at these tolerances).
 fn erf(x: f32) -> f32 {
     let x = x as f64;
@@ -137,6 +165,12 @@ fn the_whole_forward_matches_the_cpu_for_every_family() {
         let want = model.logits_at(&ids, &positions).unwrap();
         let got = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
         let d = max_diff(&got, &want);
+        // Every matmul split along k (slices of 32: 2–4 per product here) gives the same.
+        gpu_enc.set_split(10_000, 32);
+        let split = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
+        gpu_enc.set_split(0, 128);
+        let ds = max_diff(&split, &want);
+        assert!(ds <= 1e-3, "{family} split-K: max |Δlogit| {ds}");
         // A second forward of the same length reuses every scratch buffer and agrees.
         let pooled = gpu_enc.pooled_buffers();
         assert!(pooled > 10);
@@ -163,9 +197,14 @@ fn q8_0_weights_stay_quantized_on_the_gpu_and_match_the_cpu() {
         let n = model.config().max_sequence_len().min(29);
         let ids: Vec<u32> = (0..n as u32).map(|i| (i * 13 + 3) % model.config().vocab_size as u32).collect();
         let positions: Vec<usize> = (0..n).collect();
-        let d = max_diff(&e.logits_at_blocking(&ids, &positions).unwrap(), &model.logits_at(&ids, &positions).unwrap());
+        let want = model.logits_at(&ids, &positions).unwrap();
+        let d = max_diff(&e.logits_at_blocking(&ids, &positions).unwrap(), &want);
         println!("{family} q8_0: max |Δlogit| GPU vs CPU = {d:.2e}");
         assert!(d <= 1e-3, "{family} q8_0: {d}");
+        // Split along k, each slice dequantizing its own blocks.
+        e.set_split(10_000, 32);
+        let d = max_diff(&e.logits_at_blocking(&ids, &positions).unwrap(), &want);
+        assert!(d <= 1e-3, "{family} q8_0 split-K: {d}");
     }
 }
 

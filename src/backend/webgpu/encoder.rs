@@ -1,14 +1,14 @@
 //! The encoder's forward pass on the GPU: the same computation as `model::Encoder` (one model
 //! definition; this file only places its tensors in GPU buffers and orders the kernels).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use candle_core::Tensor;
 
 use candle_core::quantized::GgmlDType;
 
-use super::Gpu;
+use super::{Gpu, Recorder};
 use crate::error::{Error, Result};
 use crate::model::weights::Stored;
 use crate::model::WeightStore;
@@ -85,6 +85,35 @@ pub struct GpuEncoder {
     in_use: RefCell<Vec<wgpu::Buffer>>,
     dummy: wgpu::Buffer,
     dummy_u32: wgpu::Buffer,
+    split: Cell<(usize, usize)>,
+}
+
+/// Workgroups a matmul should reach before its `k` is split: about one per SM of a large
+/// GPU (an H100 has 132).
+pub const SPLIT_TARGET: usize = 128;
+
+/// The split-K target for an adapter: none on software adapters (lavapipe, SwiftShader: the
+/// partial sums only add memory traffic there, ~10 % slower on lavapipe), fewer workgroups
+/// on integrated GPUs (fewer compute units), [`SPLIT_TARGET`] otherwise.
+fn split_target(kind: wgpu::DeviceType) -> usize {
+    match kind {
+        wgpu::DeviceType::Cpu => 0,
+        wgpu::DeviceType::IntegratedGpu => SPLIT_TARGET / 4,
+        _ => SPLIT_TARGET,
+    }
+}
+
+/// How to split a matmul of `tiles` 64 × 64 output tiles along `k`: `(length, splits)`, or
+/// None when it has enough tiles already or `k` is too short to be worth slicing (every
+/// slice keeps at least `min_slice` of `k`, a multiple of the kernel's 16).
+pub fn split_k(tiles: u32, k: usize, target: usize, min_slice: usize) -> Option<(usize, usize)> {
+    let want = (target / tiles.max(1) as usize).min(k / min_slice).min(8);
+    if want < 2 {
+        return None;
+    }
+    let len = k.div_ceil(want).div_ceil(16) * 16;
+    let splits = k.div_ceil(len);
+    (splits > 1).then_some((len, splits))
 }
 
 fn data(t: &Tensor) -> Result<Vec<f32>> {
@@ -179,6 +208,7 @@ impl GpuEncoder {
             in_use: RefCell::default(),
             dummy: gpu.upload("unused", &[]),
             dummy_u32: gpu.upload_u32("unused", &[]),
+            split: Cell::new((split_target(gpu.device_type), 128)),
             gpu,
         })
     }
@@ -211,24 +241,42 @@ impl GpuEncoder {
         self.pool.borrow().values().map(Vec::len).sum()
     }
 
-    fn linear(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLinear, x: &wgpu::Buffer, rows: usize, act: u32) -> wgpu::Buffer {
+    fn linear(&self, rec: &mut Recorder, l: &GpuLinear, x: &wgpu::Buffer, rows: usize, act: u32) -> wgpu::Buffer {
         let out = self.scratch("linear out", rows * l.out);
-        let q8_flag = if l.q8.is_some() { 8 } else { 0 };
-        let params = [rows as u32, l.out as u32, l.inp as u32, 1 | (act << 1) | q8_flag, 0, 0, 0, 0];
-        let groups = (l.out.div_ceil(64) as u32, rows.div_ceil(64) as u32);
+        let flags = 1 | (act << 1) | if l.q8.is_some() { 8 } else { 0 };
+        let tiles = (l.out.div_ceil(64) as u32, rows.div_ceil(64) as u32);
         // Unused bindings get the placeholder buffers (every binding must be bound).
         let (wq, ws8) = match &l.q8 {
             Some((q, s)) => (q, s),
             None => (&self.dummy_u32, &self.dummy),
         };
-        self.gpu.dispatch(enc, "matmul", &[x, &l.w, &l.b, &out, wq, ws8], params, groups);
+        let (target, min_slice) = self.split.get();
+        let split = split_k(tiles.0 * tiles.1, l.inp, target, min_slice);
+        let (m, n, k) = (rows as u32, l.out as u32, l.inp as u32);
+        match split {
+            None => self.gpu.dispatch(rec, "matmul", &[x, &l.w, &l.b, &out, wq, ws8], [m, n, k, flags, 0, 0, 0, 0], tiles),
+            Some((len, splits)) => {
+                let part = self.scratch("partial sums", splits * rows * l.out);
+                self.gpu.dispatch(rec, "matmul", &[x, &l.w, &l.b, &part, wq, ws8], [m, n, k, flags, len as u32, 0, 0, 0], (tiles.0, tiles.1, splits as u32));
+                let mn = rows * l.out;
+                self.gpu.dispatch(rec, "split_sum", &[&part, &l.b, &out], [mn as u32, n, splits as u32, flags, 0, 0, 0, 0], Gpu::groups_for(mn));
+            }
+        }
         out
+    }
+
+    /// Sets how many workgroups a matmul should reach before it is split along `k` (0: never
+    /// split), and the shortest slice of `k` a split may make. The defaults ([`SPLIT_TARGET`],
+    /// 128) suit a large discrete GPU; benchmarks compare settings, tests force splits on
+    /// the small fixtures.
+    pub fn set_split(&self, workgroups: usize, min_slice: usize) {
+        self.split.set((workgroups, min_slice.max(16)));
     }
 
     /// `LN(x (+ r))`; with `keep`, also the sum `x + r` (the pre-LN residual stream).
     fn norm(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        rec: &mut Recorder,
         n: &GpuNorm,
         x: &wgpu::Buffer,
         r: Option<&wgpu::Buffer>,
@@ -241,32 +289,32 @@ impl GpuEncoder {
         let flags = r.is_some() as u32 | ((keep as u32) << 1);
         let params = [rows as u32, h as u32, n.eps.to_bits(), flags, 0, 0, 0, 0];
         let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
-        self.gpu.dispatch(enc, "layer_norm", &[x, r.unwrap_or(x), &n.g, &n.b, &y, &s], params, groups);
+        self.gpu.dispatch(rec, "layer_norm", &[x, r.unwrap_or(x), &n.g, &n.b, &y, &s], params, groups);
         (y, keep.then_some(s))
     }
 
-    fn add(&self, enc: &mut wgpu::CommandEncoder, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) -> wgpu::Buffer {
+    fn add(&self, rec: &mut Recorder, a: &wgpu::Buffer, b: &wgpu::Buffer, n: usize) -> wgpu::Buffer {
         let out = self.scratch("sum", n);
-        self.gpu.dispatch(enc, "add", &[a, b, &out], [n as u32, 0, 0, 0, 0, 0, 0, 0], Gpu::groups_for(n));
+        self.gpu.dispatch(rec, "add", &[a, b, &out], [n as u32, 0, 0, 0, 0, 0, 0, 0], Gpu::groups_for(n));
         out
     }
 
     /// Attention of `tq` query rows (`q_in`) over the `tk` rows of `kv_in`.
-    fn attention(&self, enc: &mut wgpu::CommandEncoder, l: &GpuLayer, q_in: &wgpu::Buffer, kv_in: &wgpu::Buffer, tq: usize, tk: usize) -> wgpu::Buffer {
-        let (q, k, v) = (self.linear(enc, &l.q, q_in, tq, 0), self.linear(enc, &l.k, kv_in, tk, 0), self.linear(enc, &l.v, kv_in, tk, 0));
+    fn attention(&self, rec: &mut Recorder, l: &GpuLayer, q_in: &wgpu::Buffer, kv_in: &wgpu::Buffer, tq: usize, tk: usize) -> wgpu::Buffer {
+        let (q, k, v) = (self.linear(rec, &l.q, q_in, tq, 0), self.linear(rec, &l.k, kv_in, tk, 0), self.linear(rec, &l.v, kv_in, tk, 0));
         let ctx = self.scratch("attention", tq * self.hidden);
         let hd = self.hidden / self.heads;
         let scale = (1.0 / (hd as f32).sqrt()).to_bits();
         let params = [tk as u32, self.heads as u32, hd as u32, scale, 0, 0, 0, 0];
-        self.gpu.dispatch(enc, "attention", &[&q, &k, &v, &ctx], params, (tq as u32, self.heads as u32));
-        self.linear(enc, &l.o, &ctx, tq, 0)
+        self.gpu.dispatch(rec, "attention", &[&q, &k, &v, &ctx], params, (tq as u32, self.heads as u32));
+        self.linear(rec, &l.o, &ctx, tq, 0)
     }
 
     /// Rows `idx` (`rows` of them) of `x`, `[rows × hidden]`.
-    fn gather(&self, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, idx: &wgpu::Buffer, rows: usize) -> wgpu::Buffer {
+    fn gather(&self, rec: &mut Recorder, x: &wgpu::Buffer, idx: &wgpu::Buffer, rows: usize) -> wgpu::Buffer {
         let h = self.hidden;
         let picked = self.scratch("rows", rows * h);
-        self.gpu.dispatch(enc, "gather", &[x, idx, &picked], [rows as u32, h as u32, 0, 0, 0, 0, 0, 0], Gpu::groups_for(rows * h));
+        self.gpu.dispatch(rec, "gather", &[x, idx, &picked], [rows as u32, h as u32, 0, 0, 0, 0, 0, 0], Gpu::groups_for(rows * h));
         picked
     }
 
@@ -281,11 +329,11 @@ impl GpuEncoder {
         let (t, h) = (ids.len(), self.hidden);
         let g = &self.gpu;
         self.recycle();
-        let mut enc = g.encoder();
+        let mut rec = g.encoder();
         let ids_buf = g.upload_u32("ids", ids);
         let emb = self.scratch("embeddings", t * h);
-        g.dispatch(&mut enc, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.config.position_offset() as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
-        let (mut x, _) = self.norm(&mut enc, &self.embed_norm, &emb, None, t, false);
+        g.dispatch(&mut rec, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.config.position_offset() as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
+        let (mut x, _) = self.norm(&mut rec, &self.embed_norm, &emb, None, t, false);
         let rows = positions.len();
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx_buf = g.upload_u32("positions", &idx);
@@ -293,32 +341,32 @@ impl GpuEncoder {
         let last = self.layers.len().saturating_sub(1);
         for (li, l) in self.layers.iter().enumerate() {
             let tq = if li == last { rows } else { t };
-            let pick = |enc: &mut wgpu::CommandEncoder, b: &wgpu::Buffer| if li == last { self.gather(enc, b, &idx_buf, rows) } else { b.clone() };
+            let pick = |rec: &mut Recorder, b: &wgpu::Buffer| if li == last { self.gather(rec, b, &idx_buf, rows) } else { b.clone() };
             if self.pre_ln {
-                let (hn, _) = self.norm(&mut enc, &l.attn_norm, &x, None, t, false);
-                let q_in = pick(&mut enc, &hn);
-                let res = pick(&mut enc, &x);
-                let a = self.attention(&mut enc, l, &q_in, &hn, tq, t);
-                let (h2, s) = self.norm(&mut enc, &l.ffn_norm, &res, Some(&a), tq, true);
-                let f = self.linear(&mut enc, &l.inter, &h2, tq, self.act);
-                let o = self.linear(&mut enc, &l.output, &f, tq, 0);
-                x = self.add(&mut enc, &s.expect("kept residual"), &o, tq * h);
+                let (hn, _) = self.norm(&mut rec, &l.attn_norm, &x, None, t, false);
+                let q_in = pick(&mut rec, &hn);
+                let res = pick(&mut rec, &x);
+                let a = self.attention(&mut rec, l, &q_in, &hn, tq, t);
+                let (h2, s) = self.norm(&mut rec, &l.ffn_norm, &res, Some(&a), tq, true);
+                let f = self.linear(&mut rec, &l.inter, &h2, tq, self.act);
+                let o = self.linear(&mut rec, &l.output, &f, tq, 0);
+                x = self.add(&mut rec, &s.expect("kept residual"), &o, tq * h);
             } else {
-                let q_in = pick(&mut enc, &x);
-                let a = self.attention(&mut enc, l, &q_in, &x, tq, t);
-                let (x1, _) = self.norm(&mut enc, &l.attn_norm, &q_in, Some(&a), tq, false);
-                let f = self.linear(&mut enc, &l.inter, &x1, tq, self.act);
-                let o = self.linear(&mut enc, &l.output, &f, tq, 0);
-                x = self.norm(&mut enc, &l.ffn_norm, &x1, Some(&o), tq, false).0;
+                let q_in = pick(&mut rec, &x);
+                let a = self.attention(&mut rec, l, &q_in, &x, tq, t);
+                let (x1, _) = self.norm(&mut rec, &l.attn_norm, &q_in, Some(&a), tq, false);
+                let f = self.linear(&mut rec, &l.inter, &x1, tq, self.act);
+                let o = self.linear(&mut rec, &l.output, &f, tq, 0);
+                x = self.norm(&mut rec, &l.ffn_norm, &x1, Some(&o), tq, false).0;
             }
         }
         if let Some(fnorm) = &self.final_norm {
-            x = self.norm(&mut enc, fnorm, &x, None, rows, false).0;
+            x = self.norm(&mut rec, fnorm, &x, None, rows, false).0;
         }
-        let y = self.linear(&mut enc, &self.head_dense, &x, rows, self.head_act);
-        let (y, _) = self.norm(&mut enc, &self.head_norm, &y, None, rows, false);
-        let logits = self.linear(&mut enc, &self.decoder, &y, rows, 0);
-        let out = g.read(enc, &logits, rows * self.config.vocab_size).await;
+        let y = self.linear(&mut rec, &self.head_dense, &x, rows, self.head_act);
+        let (y, _) = self.norm(&mut rec, &self.head_norm, &y, None, rows, false);
+        let logits = self.linear(&mut rec, &self.decoder, &y, rows, 0);
+        let out = g.read(rec, &logits, rows * self.config.vocab_size).await;
         self.recycle();
         out
     }

@@ -8,11 +8,39 @@ struct P { a: u32, b: u32, c: u32, d: u32, e: u32, f: u32, g: u32, h: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 "#;
 
+/// Activations shared by the matmul epilogue and the split-K sum. `kind`: 0 none, 1 exact
+/// GELU, 2 tanh GELU, 3 ReLU.
+const ACTIVATIONS: &str = r#"
+// erf by Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7): WGSL has no erf.
+fn erf(v: f32) -> f32 {
+  let s = sign(v);
+  let a = abs(v);
+  let t = 1.0 / (1.0 + 0.3275911 * a);
+  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
+  return s * y;
+}
+
+fn act(v: f32, kind: u32) -> f32 {
+  switch kind {
+    case 1u: { return 0.5 * v * (1.0 + erf(v * 0.70710678118654752)); }
+    case 2u: { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
+    case 3u: { return max(v, 0.0); }
+    default: { return v; }
+  }
+}
+"#;
+
 /// `out[m × n] = act(x[m × k] · w[n × k]ᵀ + bias)`: 64 × 64 output tiles per workgroup of
 /// 16 × 16 threads, each thread a 4 × 4 register block; 64 × 16 slices of `x` and `w` staged
-/// in workgroup memory. p: a = m, b = n, c = k, d = flags (bit 0: bias; bits 1–2: 0 none,
-/// 1 exact GELU, 2 tanh GELU, 3 ReLU; bit 3: `W` is q8_0 — int8 quants packed four to a u32
-/// in `wq` with one f32 scale per 32 weights in `ws8` — dequantized while loading the tile).
+/// in workgroup memory. p: a = m, b = n, c = k, d = flags (bit 0: bias; bits 1–2: the
+/// activation; bit 3: `W` is q8_0 — int8 quants packed four to a u32 in `wq` with one f32
+/// scale per 32 weights in `ws8` — dequantized while loading the tile), e = split length.
+///
+/// Split-K (e > 0, a multiple of 16): workgroup z sums only `k` in `[z·e, (z+1)·e)` and
+/// writes its raw partial sums to `out[z][m × n]`; [`SPLIT_SUM`] adds them up with the bias
+/// and activation. A 256-token model has few 64 × 64 tiles (24 for 256 × 384: a GPU with
+/// 132 SMs stays mostly idle) and each walks all of `k` serially, so slicing `k` gives the
+/// GPU more, shorter workgroups.
 pub const MATMUL: &str = r#"
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -40,46 +68,49 @@ const LD: u32 = 65u;
 var<workgroup> xs: array<f32, 1040>;
 var<workgroup> ws: array<f32, 1040>;
 
-// erf by Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7): WGSL has no erf.
-fn erf(v: f32) -> f32 {
-  let s = sign(v);
-  let a = abs(v);
-  let t = 1.0 / (1.0 + 0.3275911 * a);
-  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
-  return s * y;
+// Element `e` (0..1024) of the 64 × 16 slice of `x` (rows from row0) or `w` (rows from col0)
+// at k0: zero past the matrix and past the end of this workgroup's k range.
+fn x_at(e: u32, row0: u32, k0: u32, kend: u32) -> f32 {
+  let r = row0 + e / TK;
+  let c = k0 + e % TK;
+  return select(0.0, x[min(r * p.c + c, arrayLength(&x) - 1u)], r < p.a && c < kend);
 }
 
-fn act(v: f32, kind: u32) -> f32 {
-  switch kind {
-    case 1u: { return 0.5 * v * (1.0 + erf(v * 0.70710678118654752)); }
-    case 2u: { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); }
-    case 3u: { return max(v, 0.0); }
-    default: { return v; }
-  }
+fn w_at(e: u32, col0: u32, k0: u32, kend: u32, q8: bool) -> f32 {
+  let r = col0 + e / TK;
+  let c = k0 + e % TK;
+  return select(0.0, weight(r * p.c + c, q8), r < p.b && c < kend);
 }
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
   let m = p.a; let n = p.b; let k = p.c;
+  let split = p.e != 0u;
+  let kbeg = select(0u, wid.z * p.e, split);
+  let kend = select(k, min(k, kbeg + p.e), split);
   let row0 = wid.y * TS;
   let col0 = wid.x * TS;
   let tid = lid.y * 16u + lid.x;
   let q8 = (p.d & 8u) != 0u;
+  // This thread's share of a slice: elements tid + 256·i, i.e. column tid % 16 of rows
+  // tid / 16 + 16·i. The next slice is fetched into registers before the current one is
+  // multiplied, so its global-memory latency overlaps the arithmetic.
+  var nx = vec4f(x_at(tid, row0, kbeg, kend), x_at(tid + 256u, row0, kbeg, kend), x_at(tid + 512u, row0, kbeg, kend), x_at(tid + 768u, row0, kbeg, kend));
+  var nw = vec4f(w_at(tid, col0, kbeg, kend, q8), w_at(tid + 256u, col0, kbeg, kend, q8), w_at(tid + 512u, col0, kbeg, kend, q8), w_at(tid + 768u, col0, kbeg, kend, q8));
+  let so = (tid % TK) * LD + tid / TK;
   // Four vec4 accumulators, not an indexed array: indexing a function-local array with a
   // loop variable (bounds-checked by naga) kept it in memory instead of registers on the H100
   // (0.5 TFLOP/s); vectors and fma keep every operand in registers.
   var acc0 = vec4f(0.0); var acc1 = vec4f(0.0); var acc2 = vec4f(0.0); var acc3 = vec4f(0.0);
-  for (var k0 = 0u; k0 < k; k0 += TK) {
-    for (var i = 0u; i < 4u; i++) {
-      let e = tid + i * 256u;
-      let r = e / TK;
-      let c = k0 + e % TK;
-      let gr = row0 + r;
-      let gn = col0 + r;
-      xs[(e % TK) * LD + r] = select(0.0, x[min(gr * k + c, arrayLength(&x) - 1u)], gr < m && c < k);
-      ws[(e % TK) * LD + r] = select(0.0, weight(gn * k + c, q8), gn < n && c < k);
-    }
+  for (var k0 = kbeg; k0 < kend; k0 += TK) {
+    xs[so] = nx.x; xs[so + 16u] = nx.y; xs[so + 32u] = nx.z; xs[so + 48u] = nx.w;
+    ws[so] = nw.x; ws[so + 16u] = nw.y; ws[so + 32u] = nw.z; ws[so + 48u] = nw.w;
     workgroupBarrier();
+    let k1 = k0 + TK;
+    if (k1 < kend) {
+      nx = vec4f(x_at(tid, row0, k1, kend), x_at(tid + 256u, row0, k1, kend), x_at(tid + 512u, row0, k1, kend), x_at(tid + 768u, row0, k1, kend));
+      nw = vec4f(w_at(tid, col0, k1, kend, q8), w_at(tid + 256u, col0, k1, kend, q8), w_at(tid + 512u, col0, k1, kend, q8), w_at(tid + 768u, col0, k1, kend, q8));
+    }
     for (var kk = 0u; kk < TK; kk++) {
       let o = kk * LD;
       let a = vec4f(xs[o + lid.y], xs[o + lid.y + 16u], xs[o + lid.y + 32u], xs[o + lid.y + 48u]);
@@ -91,25 +122,48 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     }
     workgroupBarrier();
   }
-  store(row0 + lid.y, col0 + lid.x, acc0, m, n);
-  store(row0 + lid.y + 16u, col0 + lid.x, acc1, m, n);
-  store(row0 + lid.y + 32u, col0 + lid.x, acc2, m, n);
-  store(row0 + lid.y + 48u, col0 + lid.x, acc3, m, n);
+  let base = select(0u, wid.z * m * n, split);
+  store(base, row0 + lid.y, col0 + lid.x, acc0, split);
+  store(base, row0 + lid.y + 16u, col0 + lid.x, acc1, split);
+  store(base, row0 + lid.y + 32u, col0 + lid.x, acc2, split);
+  store(base, row0 + lid.y + 48u, col0 + lid.x, acc3, split);
 }
 
 // One row's four results, columns c0, c0 + 16, c0 + 32, c0 + 48: neighbouring threads write
-// neighbouring columns (coalesced). Bias and activation are fused here.
-fn store(r: u32, c0: u32, v: vec4f, m: u32, n: u32) {
+// neighbouring columns (coalesced). Bias and activation are fused here, except for a split's
+// partial sums.
+fn store(base: u32, r: u32, c0: u32, v: vec4f, raw: bool) {
   let has_bias = (p.d & 1u) != 0u;
   let kind = (p.d >> 1u) & 3u;
   for (var j = 0u; j < 4u; j++) {
     let c = c0 + 16u * j;
-    if (r < m && c < n) {
+    if (r < p.a && c < p.b) {
       var y = v[j];
-      if (has_bias) { y = y + bias[c]; }
-      out[r * n + c] = act(y, kind);
+      if (!raw) {
+        if (has_bias) { y = y + bias[c]; }
+        y = act(y, kind);
+      }
+      out[base + r * p.b + c] = y;
     }
   }
+}
+"#;
+
+/// The end of a split-K matmul: `out[e] = act(Σ_z part[z][e] + bias[e % n])`.
+/// p: a = m·n, b = n, c = splits, d = flags as [`MATMUL`]'s.
+pub const SPLIT_SUM: &str = r#"
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let e = gid.x + gid.y * 65535u * 64u;
+  if (e >= p.a) { return; }
+  var s = 0.0;
+  for (var z = 0u; z < p.c; z++) { s = s + part[z * p.a + e]; }
+  if ((p.d & 1u) != 0u) { s = s + bias[e % p.b]; }
+  out[e] = act(s, (p.d >> 1u) & 3u);
 }
 "#;
 
@@ -294,7 +348,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 "#;
 
-/// A kernel's full source: the shared header plus its body.
+/// A kernel's full source: the shared header, the activations where it applies them, and
+/// its body.
 pub fn source(body: &str) -> String {
-    format!("{HEADER}{body}")
+    let acts = if body.contains("act(") { ACTIVATIONS } else { "" };
+    format!("{HEADER}{acts}{body}")
 }

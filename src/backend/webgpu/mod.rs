@@ -13,13 +13,14 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-pub use encoder::GpuEncoder;
+pub use encoder::{split_k, GpuEncoder, SPLIT_TARGET};
 
 use crate::error::{Error, Result};
 
 /// The kernels, by name.
-const KERNELS: [(&str, &str); 6] = [
+const KERNELS: [(&str, &str); 7] = [
     ("matmul", kernels::MATMUL),
+    ("split_sum", kernels::SPLIT_SUM),
     ("layer_norm", kernels::LAYER_NORM),
     ("attention", kernels::ATTENTION),
     ("embed", kernels::EMBED),
@@ -35,6 +36,9 @@ pub struct Gpu {
     /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
     pub adapter: String,
     pub max_buffer: u64,
+    uniform_align: u32,
+    /// What kind of adapter it is (software rasterisers report `Cpu`).
+    pub device_type: wgpu::DeviceType,
 }
 
 fn gpu_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -83,6 +87,8 @@ impl Gpu {
             pipelines,
             adapter: format!("{} ({:?})", info.name, info.backend),
             max_buffer: limits.max_storage_buffer_binding_size as u64,
+            uniform_align: limits.min_uniform_buffer_offset_alignment,
+            device_type: info.device_type,
         })
     }
 
@@ -123,34 +129,59 @@ impl Gpu {
     }
 
     /// Records one kernel launch: `buffers` bind to 1, 2, … in order, `params` to the uniform.
-    pub fn dispatch(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        kernel: &str,
-        buffers: &[&wgpu::Buffer],
-        params: [u32; 8],
-        groups: (u32, u32),
-    ) {
-        let pipeline = &self.pipelines[kernel];
-        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+    /// Nothing reaches the GPU until [`Gpu::read`] encodes the whole recording.
+    pub fn dispatch(&self, rec: &mut Recorder, kernel: &'static str, buffers: &[&wgpu::Buffer], params: [u32; 8], groups: impl Into<Groups>) {
+        let Groups(g) = groups.into();
+        rec.launches.push(Launch { kernel, buffers: buffers.iter().map(|&b| b.clone()).collect(), params, groups: g.map(|v| v.max(1)) });
+    }
+
+    /// Encodes a recording: every launch's parameters in one uniform buffer (one slot per
+    /// launch, at the device's offset alignment) and every launch in one compute pass, where
+    /// wgpu orders a dispatch after the ones whose outputs it reads. One pass and one buffer
+    /// instead of one of each per launch: ~65 launches make a forward.
+    fn encode(&self, rec: Recorder) -> wgpu::CommandEncoder {
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+        if rec.launches.is_empty() {
+            return enc;
+        }
+        let stride = self.uniform_align.max(32) as usize;
+        let mut bytes = vec![0u8; stride * rec.launches.len()];
+        for (i, l) in rec.launches.iter().enumerate() {
+            for (j, v) in l.params.iter().enumerate() {
+                bytes[i * stride + 4 * j..i * stride + 4 * j + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: &bytes,
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        let binds: Vec<wgpu::BindGroup> = rec
+            .launches
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let params = wgpu::BufferBinding { buffer: &uniform, offset: (i * stride) as u64, size: wgpu::BufferSize::new(32) };
+                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) }];
+                for (j, b) in l.buffers.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry { binding: j as u32 + 1, resource: b.as_entire_binding() });
+                }
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(l.kernel),
+                    layout: &self.pipelines[l.kernel].get_bind_group_layout(0),
+                    entries: &entries,
+                })
+            })
+            .collect();
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            for (l, bind) in rec.launches.iter().zip(&binds) {
+                pass.set_pipeline(&self.pipelines[l.kernel]);
+                pass.set_bind_group(0, bind, &[]);
+                pass.dispatch_workgroups(l.groups[0], l.groups[1], l.groups[2]);
+            }
         }
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel), timestamp_writes: None });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
+        enc
     }
 
     /// Workgroups for `n` elements in groups of 64, folded into y past the 65,535 limit of x.
@@ -163,8 +194,10 @@ impl Gpu {
         }
     }
 
-    /// Copies `floats` f32 from `buf` to the CPU (after the work recorded in `enc`).
-    pub async fn read(&self, mut enc: wgpu::CommandEncoder, buf: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>> {
+    /// Copies `floats` f32 from `buf` to the CPU after running the work recorded in `rec`
+    /// (one submission).
+    pub async fn read(&self, rec: Recorder, buf: &wgpu::Buffer, floats: usize) -> Result<Vec<f32>> {
+        let mut enc = self.encode(rec);
         let size = (floats.max(1) * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -186,8 +219,44 @@ impl Gpu {
         Ok(out)
     }
 
-    pub fn encoder(&self) -> wgpu::CommandEncoder {
-        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") })
+    /// An empty recording of launches for one submission.
+    pub fn encoder(&self) -> Recorder {
+        Recorder::default()
+    }
+}
+
+/// The launches of one submission, in order (see [`Gpu::dispatch`], [`Gpu::read`]).
+#[derive(Default)]
+pub struct Recorder {
+    launches: Vec<Launch>,
+}
+
+impl Recorder {
+    /// How many launches are recorded (for tests and benchmarks).
+    pub fn launches(&self) -> usize {
+        self.launches.len()
+    }
+}
+
+struct Launch {
+    kernel: &'static str,
+    buffers: Vec<wgpu::Buffer>,
+    params: [u32; 8],
+    groups: [u32; 3],
+}
+
+/// Workgroup counts of a launch: `(x, y)` or `(x, y, z)`.
+pub struct Groups(pub [u32; 3]);
+
+impl From<(u32, u32)> for Groups {
+    fn from((x, y): (u32, u32)) -> Self {
+        Groups([x, y, 1])
+    }
+}
+
+impl From<(u32, u32, u32)> for Groups {
+    fn from((x, y, z): (u32, u32, u32)) -> Self {
+        Groups([x, y, z])
     }
 }
 
