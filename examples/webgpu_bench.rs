@@ -9,15 +9,26 @@ use std::time::Instant;
 use unmask::backend::webgpu::{split_k, Gpu, GpuEncoder, SPLIT_TARGET};
 use unmask::diffusion::{self, Canvas, Denoiser, SampleOptions};
 
-/// The GPU encoder as a sampler backend (blocking on each step's readback).
-struct OnGpu<'a>(&'a GpuEncoder, usize);
+/// The GPU encoder as a sampler backend (blocking on each step's readback); with `rank`, the
+/// top-k is ranked on the GPU and only that comes back.
+struct OnGpu<'a> {
+    enc: &'a GpuEncoder,
+    vocab: usize,
+    rank: bool,
+}
 
 impl Denoiser for OnGpu<'_> {
     fn vocab_size(&self) -> usize {
-        self.1
+        self.vocab
     }
     fn logits(&self, ids: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
-        self.0.logits_at_blocking(ids, positions)
+        self.enc.logits_at_blocking(ids, positions)
+    }
+    fn ranked(&self, ids: &[u32], positions: &[usize], k: usize, t: f32, banned: &[u32]) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
+        if !self.rank {
+            return Ok(None);
+        }
+        self.enc.ranked_at_blocking(ids, positions, k, t, banned).map(Some)
     }
 }
 
@@ -103,22 +114,24 @@ fn main() -> unmask::Result<()> {
     let c = t1.elapsed().as_secs_f64();
     let gen: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(256);
     let max = model.config().max_sequence_len();
-    let denoiser = OnGpu(&enc, model.config().vocab_size);
     let banned = model.codec.banned_ids();
     let mut text = String::new();
-    // Split-K off, then the default policy: same kernels otherwise.
-    for (what, target) in [("no split-K", 0), ("split-K", SPLIT_TARGET)] {
+    // Split-K off, then the default policy; logits read back whole, then ranked on the GPU.
+    for (what, target, rank) in [("no split-K, whole rows", 0, false), ("split-K, whole rows", SPLIT_TARGET, false), ("split-K, top-k on the GPU", SPLIT_TARGET, true)] {
         enc.set_split(target, 128);
-        enc.logits_at_blocking(&ids, &masked)?;
-        let mut best = f64::MAX;
-        let mut gpu_logits = Vec::new();
-        for _ in 0..5 {
-            let t0 = Instant::now();
-            gpu_logits = enc.logits_at_blocking(&ids, &masked)?;
-            best = best.min(t0.elapsed().as_secs_f64());
+        let denoiser = OnGpu { enc: &enc, vocab: model.config().vocab_size, rank };
+        if !rank {
+            enc.logits_at_blocking(&ids, &masked)?;
+            let mut best = f64::MAX;
+            let mut gpu_logits = Vec::new();
+            for _ in 0..5 {
+                let t0 = Instant::now();
+                gpu_logits = enc.logits_at_blocking(&ids, &masked)?;
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let d = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            println!("forward {t} tokens, logits for {} rows ({what}): GPU {:.2} ms best of 5, CPU {:.0} ms, max |Δlogit| {d:.1e}", masked.len(), best * 1e3, c * 1e3);
         }
-        let d = gpu_logits.iter().zip(&cpu_logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        println!("forward {t} tokens, logits for {} rows ({what}): GPU {:.2} ms best of 5, CPU {:.0} ms, max |Δlogit| {d:.1e}", masked.len(), best * 1e3, c * 1e3);
         // A whole generation: [CLS] prompt + masks up to `gen` tokens, 10 steps (the seed's recipe).
         let mut times = Vec::new();
         for seed in 0..4u64 {

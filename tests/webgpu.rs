@@ -209,6 +209,91 @@ fn q8_0_weights_stay_quantized_on_the_gpu_and_match_the_cpu() {
 }
 
 #[test]
+fn ranking_on_the_gpu_matches_the_cpu_reference() {
+    // The GPU's own logits ranked by the CPU reference and by the top_k kernel: the same ids
+    // in the same order, the same scaled logits, the same normaliser. k from 1 to the whole
+    // vocabulary; banned ids; a temperature.
+    use unmask::diffusion::sampling::rank;
+    let model = Model::load(&fixture("roberta")).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
+    let vocab = model.config().vocab_size;
+    let n = model.config().max_sequence_len().min(40);
+    let ids: Vec<u32> = (0..n as u32).map(|i| (i * 29 + 11) % vocab as u32).collect();
+    let positions: Vec<usize> = (0..n).rev().step_by(3).collect();
+    let logits = e.logits_at_blocking(&ids, &positions).unwrap();
+    let banned = [0u32, 1, 2, 3, 7, (vocab - 1) as u32];
+    // All but three ids banned with k = 10: excluded ids fill the tail, in id order on both.
+    let most: Vec<u32> = (0..vocab as u32).filter(|t| ![4, 100, 200].contains(t)).collect();
+    for (k, temperature, banned) in [(1usize, 1.0f32, &banned[..]), (50, 0.7, &banned), (256, 1.3, &banned), (10, 1.0, &most)] {
+        let want = rank(&logits, vocab, banned, k, temperature);
+        let got = e.ranked_at_blocking(&ids, &positions, k, temperature, banned).unwrap();
+        assert_eq!(got.k, k);
+        assert_eq!(got.rows(), positions.len());
+        assert_eq!(got.ids, want.ids, "k {k}");
+        assert_eq!(got.scaled, want.scaled, "k {k}");
+        for (a, b) in got.log_z.iter().zip(&want.log_z) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "k {k}: log_z {a} vs {b}");
+        }
+        assert!(got.ids.chunks(k).all(|r| r.iter().take(k.min(vocab - banned.len())).all(|t| !banned.contains(t))));
+        assert!(got.scaled.chunks(k).all(|r| r.windows(2).all(|w| w[0] >= w[1])));
+    }
+    // Every id banned: the normaliser says so (NaN) and the sampler falls back.
+    let all: Vec<u32> = (0..vocab as u32).collect();
+    let r = e.ranked_at_blocking(&ids, &positions[..1], 3, 1.0, &all).unwrap();
+    assert!(r.log_z[0].is_nan());
+    // Nonsense k or temperature: errors, and the encoder still works.
+    assert!(e.ranked_at_blocking(&ids, &positions, 0, 1.0, &[]).is_err());
+    assert!(e.ranked_at_blocking(&ids, &positions, 257, 1.0, &[]).is_err());
+    assert!(e.ranked_at_blocking(&ids, &positions, 5, 0.0, &[]).is_err());
+    assert_eq!(e.logits_at_blocking(&ids, &positions).unwrap(), logits);
+}
+
+#[test]
+fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
+    // The sampler fed the GPU's ranking, and fed the GPU's whole logit rows: same tokens.
+    use unmask::diffusion::{self, Canvas, Denoiser, SampleOptions};
+    struct Whole<'a>(&'a GpuEncoder, usize);
+    struct Ranking<'a>(&'a GpuEncoder, usize);
+    impl Denoiser for Whole<'_> {
+        fn vocab_size(&self) -> usize {
+            self.1
+        }
+        fn logits(&self, ids: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
+            self.0.logits_at_blocking(ids, positions)
+        }
+    }
+    impl Denoiser for Ranking<'_> {
+        fn vocab_size(&self) -> usize {
+            self.1
+        }
+        fn logits(&self, _: &[u32], _: &[usize]) -> unmask::Result<Vec<f32>> {
+            panic!("the ranked path must not ask for whole rows")
+        }
+        fn ranked(&self, ids: &[u32], positions: &[usize], k: usize, t: f32, banned: &[u32]) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
+            self.0.ranked_at_blocking(ids, positions, k, t, banned).map(Some)
+        }
+    }
+    let model = Model::load(&fixture("bert")).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
+    let vocab = model.config().vocab_size;
+    let banned = model.codec.banned_ids();
+    for strategy in ["random", "confidence"] {
+        let opts = SampleOptions { steps: 6, seed: 3, candidates: 3, strategy: strategy.parse().unwrap(), ..Default::default() };
+        let run = |d: &dyn Denoiser| {
+            let canvas = Canvas::from_prompt(&model.codec, "the old", 24, model.config().max_sequence_len()).unwrap();
+            let mut steps = Vec::new();
+            let out = diffusion::generate(d, canvas, &banned, &opts, |s| {
+                steps.push((s.revealed.clone(), s.candidates.iter().map(|c| c.iter().map(|x| x.0).collect::<Vec<_>>()).collect::<Vec<_>>()));
+                true
+            })
+            .unwrap();
+            (out.canvas.ids, steps)
+        };
+        assert_eq!(run(&Ranking(&e, vocab)), run(&Whole(&e, vocab)), "{strategy}");
+    }
+}
+
+#[test]
 fn bad_requests_are_errors_not_panics() {
     let model = Model::load(&fixture("bert")).unwrap();
     let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();

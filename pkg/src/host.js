@@ -128,11 +128,12 @@ export class Host {
         const t0 = performance.now();
         let s;
         if (this.device === 'webgpu') {
-          // Positions to score → logits from the GPU (asynchronous readback) → commit.
+          // Positions to score → their scores from the GPU (asynchronous readback: the
+          // top-k ranked on the GPU, or whole logit rows) → commit.
           const positions = this.engine.stepPositions();
           if (!positions) return null;
-          const logits = await this.engine.gpuLogits(this.engine.canvasIds(), positions);
-          s = this.engine.stepCommit(logits);
+          const scores = await this.engine.gpuScores(this.engine.canvasIds(), positions);
+          s = this.engine.stepCommit(scores);
         } else {
           s = this.engine.step();
         }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canvas::Canvas;
 use super::rng::Rng;
-use super::sampling::{pick, Pick, SamplingParams};
+use super::sampling::{pick, pick_ranked, Pick, Ranked, SamplingParams};
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
 
@@ -13,7 +13,16 @@ pub trait Denoiser {
     fn vocab_size(&self) -> usize;
     /// Row-major `[positions.len(), vocab_size]`.
     fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>>;
+    /// The rows' top `k` allowed ids ranked where the logits are (see [`Ranked`]), for
+    /// backends that can avoid handing over whole rows; `None` (the default): use
+    /// [`Denoiser::logits`].
+    fn ranked(&self, _ids: &[u32], _positions: &[usize], _k: usize, _temperature: f32, _banned: &[u32]) -> Result<Option<Ranked>> {
+        Ok(None)
+    }
 }
+
+/// The largest top-k a device ranker serves (its per-row workgroup sorts at most this many).
+pub const MAX_RANKED: usize = 256;
 
 impl Denoiser for crate::model::Model {
     fn vocab_size(&self) -> usize {
@@ -224,8 +233,28 @@ impl Session {
     /// Runs one denoising step; `None` once the canvas is complete.
     pub fn step<D: Denoiser + ?Sized>(&mut self, model: &D) -> Result<Option<Step>> {
         let Some(positions) = self.next_positions() else { return Ok(None) };
+        if let Some(k) = self.ranked_k() {
+            if let Some(r) = model.ranked(&self.canvas.ids, &positions, k, self.opts.temperature, &self.banned)? {
+                return self.commit_ranked(&r, model.vocab_size()).map(Some);
+            }
+        }
         let logits = model.logits(&self.canvas.ids, &positions)?;
         self.commit(&logits, model.vocab_size()).map(Some)
+    }
+
+    /// The top-k a device ranker should return for this generation's steps, when its
+    /// sampling needs no more than that (top-k on and at most [`MAX_RANKED`]).
+    pub fn ranked_k(&self) -> Option<usize> {
+        (1..=MAX_RANKED).contains(&self.opts.top_k).then_some(self.opts.top_k)
+    }
+
+    /// The ids no sampled token may take (sorted).
+    pub fn banned(&self) -> &[u32] {
+        &self.banned
+    }
+
+    pub fn options(&self) -> &SampleOptions {
+        &self.opts
     }
 
     /// The first half of a step, for backends that compute logits asynchronously (WebGPU):
@@ -269,20 +298,55 @@ impl Session {
     /// The second half of a step: samples from `logits` (`[positions × vocab]` for the
     /// positions [`Session::next_positions`] gave) and commits this step's share.
     pub fn commit(&mut self, logits: &[f32], vocab: usize) -> Result<Step> {
-        let Some(Pending { positions, chosen_first, share }) = self.pending.take() else {
-            return Err(Error::input("no step is pending: call next_positions first"));
-        };
-        if vocab == 0 || logits.len() != positions.len() * vocab {
+        let rows = self.pending_rows()?;
+        if vocab == 0 || logits.len() != rows * vocab {
+            self.pending = None;
             return Err(Error::model("the model returned logits of the wrong size"));
         }
-        let params = SamplingParams {
+        let params = self.params();
+        let (banned, rng) = (&self.banned, &mut self.rng);
+        let picks = logits.chunks(vocab).map(|row| pick(row, banned, &params, rng)).collect();
+        self.commit_picks(picks)
+    }
+
+    /// [`Session::commit`] from the rows' ranked heads ([`Session::ranked_k`] of them each).
+    pub fn commit_ranked(&mut self, r: &Ranked, vocab: usize) -> Result<Step> {
+        let rows = self.pending_rows()?;
+        if Some(r.k) != self.ranked_k().map(|k| k.min(vocab)) || !r.check(rows, vocab) {
+            self.pending = None;
+            return Err(Error::model("the device returned a ranking of the wrong shape"));
+        }
+        let params = self.params();
+        let (banned, rng) = (&self.banned, &mut self.rng);
+        let picks = (0..rows)
+            .map(|i| {
+                let span = i * r.k..(i + 1) * r.k;
+                pick_ranked(&r.ids[span.clone()], &r.scaled[span], r.log_z[i], vocab, banned, &params, rng)
+            })
+            .collect();
+        self.commit_picks(picks)
+    }
+
+    fn pending_rows(&self) -> Result<usize> {
+        match &self.pending {
+            Some(p) => Ok(p.positions.len()),
+            None => Err(Error::input("no step is pending: call next_positions first")),
+        }
+    }
+
+    fn params(&self) -> SamplingParams {
+        SamplingParams {
             temperature: self.opts.temperature,
             top_k: self.opts.top_k,
             top_p: self.opts.top_p,
             candidates: self.opts.candidates,
+        }
+    }
+
+    fn commit_picks(&mut self, picks: Vec<Pick>) -> Result<Step> {
+        let Some(Pending { positions, chosen_first, share }) = self.pending.take() else {
+            return Err(Error::input("no step is pending: call next_positions first"));
         };
-        let picks: Vec<Pick> =
-            logits.chunks(vocab).map(|row| pick(row, &self.banned, &params, &mut self.rng)).collect();
         // Indices into `picks`/`positions` to commit, sorted by position.
         let chosen: Vec<usize> = if chosen_first { (0..picks.len()).collect() } else { choose(&self.opts, &picks, share) };
         let mut s = Step {

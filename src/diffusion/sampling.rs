@@ -34,9 +34,7 @@ pub fn pick(logits: &[f32], banned: &[u32], p: &SamplingParams, rng: &mut Rng) -
     }
     let z = simd::exp_shifted_row(&mut probs);
     if !(z > 0.0) || !z.is_finite() {
-        // Degenerate logits (all banned or NaN): fall back to the first allowed id.
-        let token = (0..logits.len() as u32).find(|i| banned.binary_search(i).is_err()).unwrap_or(0);
-        return Pick { token, confidence: 0.0, candidates: vec![] };
+        return degenerate(logits.len(), banned);
     }
     let inv_z = 1.0 / z;
     simd::map_in_place(&mut probs, |v| simd::mul(v, simd::splat(inv_z)));
@@ -49,29 +47,132 @@ pub fn pick(logits: &[f32], banned: &[u32], p: &SamplingParams, rng: &mut Rng) -
         order.truncate(k);
     }
     order.sort_unstable_by(by_prob);
+    let ranked: Vec<(u32, f32)> = order.iter().map(|&t| (t, probs[t as usize])).collect();
+    from_ranked(&ranked, p, rng)
+}
+
+/// The head of each row's distribution as a backend that ranks on its device returns it
+/// (WebGPU: a few hundred bytes per row read back instead of the whole vocabulary): per row
+/// the `k` best allowed ids by temperature-scaled logit, descending, with those scaled
+/// logits, and the row's log-normaliser `ln Σ exp(scaled)` over the allowed ids (NaN when
+/// no id is allowed).
+#[derive(Debug, Clone, Default)]
+pub struct Ranked {
+    pub k: usize,
+    pub ids: Vec<u32>,
+    pub scaled: Vec<f32>,
+    pub log_z: Vec<f32>,
+}
+
+impl Ranked {
+    pub fn rows(&self) -> usize {
+        self.log_z.len()
+    }
+
+    /// Rows as flat words, `2k + 1` per row: `k` ids, `k` scaled logits (f32 bits), the
+    /// log-normaliser (f32 bits). The layout of the WebGPU `top_k` kernel's output, and
+    /// how the browser engine hands a ranking across to JS and back.
+    pub fn to_words(&self) -> Vec<u32> {
+        let mut w = Vec::with_capacity(self.rows() * (2 * self.k + 1));
+        for (i, z) in self.log_z.iter().enumerate() {
+            w.extend_from_slice(&self.ids[i * self.k..(i + 1) * self.k]);
+            w.extend(self.scaled[i * self.k..(i + 1) * self.k].iter().map(|v| v.to_bits()));
+            w.push(z.to_bits());
+        }
+        w
+    }
+
+    /// The inverse of [`Ranked::to_words`]; `None` when `words` is not whole rows.
+    pub fn from_words(words: &[u32], k: usize) -> Option<Self> {
+        let stride = 2 * k + 1;
+        if k == 0 || words.len() % stride != 0 {
+            return None;
+        }
+        let mut r = Ranked { k, ..Default::default() };
+        for row in words.chunks_exact(stride) {
+            r.ids.extend_from_slice(&row[..k]);
+            r.scaled.extend(row[k..2 * k].iter().map(|&b| f32::from_bits(b)));
+            r.log_z.push(f32::from_bits(row[2 * k]));
+        }
+        Some(r)
+    }
+
+    /// Checks the shape against `rows` rows of a `vocab`-sized model.
+    pub fn check(&self, rows: usize, vocab: usize) -> bool {
+        self.k >= 1
+            && self.log_z.len() == rows
+            && self.ids.len() == rows * self.k
+            && self.scaled.len() == rows * self.k
+            && self.ids.iter().all(|&t| (t as usize) < vocab)
+    }
+}
+
+/// [`pick`] from a [`Ranked`] row (`ids`, `scaled`, `log_z`) whose `k` equals the top-k of
+/// `p`: the same distribution, so the same choices for the same random draws.
+pub fn pick_ranked(ids: &[u32], scaled: &[f32], log_z: f32, vocab: usize, banned: &[u32], p: &SamplingParams, rng: &mut Rng) -> Pick {
+    if !log_z.is_finite() {
+        return degenerate(vocab, banned);
+    }
+    let ranked: Vec<(u32, f32)> = ids.iter().zip(scaled).map(|(&t, &v)| (t, (v - log_z).exp())).collect();
+    from_ranked(&ranked, p, rng)
+}
+
+/// The CPU reference of what a device ranker returns for `[rows × vocab]` logits: per row
+/// the `k` best allowed ids (banned and non-finite logits excluded; excluded ids fill the
+/// tail when fewer than `k` are allowed, with scaled logit −∞), their logits divided by
+/// `temperature`, and the log-normaliser.
+pub fn rank(logits: &[f32], vocab: usize, banned: &[u32], k: usize, temperature: f32) -> Ranked {
+    let k = k.min(vocab).max(1);
+    let mut out = Ranked { k, ..Default::default() };
+    let inv_t = 1.0 / temperature;
+    for row in logits.chunks(vocab) {
+        let scaled: Vec<f32> = row
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| if l.is_finite() && banned.binary_search(&(i as u32)).is_err() { l * inv_t } else { f32::NEG_INFINITY })
+            .collect();
+        let mut order: Vec<u32> = (0..vocab as u32).collect();
+        order.sort_by(|a, b| scaled[*b as usize].total_cmp(&scaled[*a as usize]));
+        let m = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let z: f64 = scaled.iter().map(|&v| ((v - m) as f64).exp()).sum();
+        out.log_z.push(if m.is_finite() { m + z.ln() as f32 } else { f32::NAN });
+        out.ids.extend_from_slice(&order[..k]);
+        out.scaled.extend(order[..k].iter().map(|&t| scaled[t as usize]));
+    }
+    out
+}
+
+/// Degenerate logits (all banned or NaN): the first allowed id.
+fn degenerate(vocab: usize, banned: &[u32]) -> Pick {
+    let token = (0..vocab as u32).find(|i| banned.binary_search(i).is_err()).unwrap_or(0);
+    Pick { token, confidence: 0.0, candidates: vec![] }
+}
+
+/// Top-p and the draw over the top-k tokens with their probabilities, most likely first.
+fn from_ranked(ranked: &[(u32, f32)], p: &SamplingParams, rng: &mut Rng) -> Pick {
     // Nucleus: the shortest prefix whose mass reaches top_p.
     let mut mass = 0.0;
-    let mut cut = order.len();
-    for (i, &t) in order.iter().enumerate() {
-        mass += probs[t as usize];
+    let mut cut = ranked.len();
+    for (i, &(_, q)) in ranked.iter().enumerate() {
+        mass += q;
         if mass >= p.top_p {
             cut = i + 1;
             break;
         }
     }
-    let kept = &order[..cut.max(1)];
-    let total: f32 = kept.iter().map(|&t| probs[t as usize]).sum();
+    let kept = &ranked[..cut.max(1)];
+    let total: f32 = kept.iter().map(|&(_, q)| q).sum();
     let mut u = rng.next_f32() * total;
-    let mut token = kept[kept.len() - 1];
-    for &t in kept {
-        u -= probs[t as usize];
+    let mut chosen = kept[kept.len() - 1];
+    for &(t, q) in kept {
+        u -= q;
         if u <= 0.0 {
-            token = t;
+            chosen = (t, q);
             break;
         }
     }
-    let candidates = order.iter().take(p.candidates).map(|&t| (t, probs[t as usize])).collect();
-    Pick { token, confidence: probs[token as usize], candidates }
+    let candidates = ranked.iter().take(p.candidates).copied().collect();
+    Pick { token: chosen.0, confidence: chosen.1, candidates }
 }
 
 #[cfg(test)]
@@ -110,6 +211,38 @@ mod tests {
         let ones = (0..n).filter(|_| pick(&logits, &[], &params(0, 1.0), &mut rng).token == 1).count();
         let frac = ones as f32 / n as f32;
         assert!((frac - 0.75).abs() < 0.03, "{frac}");
+    }
+
+    #[test]
+    fn ranked_rows_give_the_same_picks_as_whole_rows() {
+        // What a device ranker returns (the top-k and the normaliser) is enough for the
+        // sampler: same tokens, candidates and confidences for the same random draws.
+        let vocab = 300;
+        let banned = [0u32, 2, 7];
+        let mut data = Rng::new(11);
+        for (top_k, top_p, temperature) in [(50, 0.95, 1.0), (1, 1.0, 1.0), (7, 0.5, 0.7), (300, 0.9, 1.3)] {
+            let p = SamplingParams { temperature, top_k, top_p, candidates: 5 };
+            let (mut a, mut b) = (Rng::new(4), Rng::new(4));
+            for _ in 0..200 {
+                let mut row: Vec<f32> = (0..vocab).map(|_| 6.0 * data.next_f32() - 3.0).collect();
+                row[5] = f32::NAN;
+                let whole = pick(&row, &banned, &p, &mut a);
+                let r = rank(&row, vocab, &banned, top_k, temperature);
+                let part = pick_ranked(&r.ids, &r.scaled, r.log_z[0], vocab, &banned, &p, &mut b);
+                assert_eq!(whole.token, part.token);
+                assert!((whole.confidence - part.confidence).abs() <= 1e-5 * whole.confidence.max(1e-3));
+                let ids = |c: &[(u32, f32)]| c.iter().map(|x| x.0).collect::<Vec<_>>();
+                assert_eq!(ids(&whole.candidates), ids(&part.candidates));
+                assert!(!banned.contains(&part.token) && part.token != 5);
+            }
+        }
+        // No allowed id at all: the same fallback either way.
+        let row = [f32::NAN, 1.0, 2.0];
+        let p = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0, candidates: 0 };
+        let r = rank(&row, 3, &[1, 2], 2, 1.0);
+        assert!(r.log_z[0].is_nan());
+        let part = pick_ranked(&r.ids, &r.scaled, r.log_z[0], 3, &[1, 2], &p, &mut Rng::new(0));
+        assert_eq!(part.token, pick(&row, &[1, 2], &p, &mut Rng::new(0)).token);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::diffusion::request::{GenerateRequest, TrainRequest};
-use crate::diffusion::{Session, Trainer};
+use crate::diffusion::{Ranked, Session, Trainer};
 use crate::error::Error;
 use crate::model::gguf::WeightDtype;
 use crate::Model;
@@ -212,24 +212,40 @@ impl Engine {
         self.session.as_ref().map(|s| s.canvas().ids.clone()).unwrap_or_default()
     }
 
-    /// Logits `[positions × vocab]` from the GPU; resolves to a `Float32Array`.
+    /// The running step's scores from the GPU, as raw words (resolves to a `Uint32Array`):
+    /// when the generation's top-k allows (1–256), each row's ranked head, ranked on the GPU
+    /// (`2k + 1` words per row; see `Ranked::to_words`), otherwise the whole logit rows
+    /// `[positions × vocab]` as f32 bits. Pass them to `stepCommit`.
     #[cfg(feature = "webgpu")]
-    #[wasm_bindgen(js_name = gpuLogits)]
-    pub fn gpu_logits(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<js_sys::Promise, JsValue> {
+    #[wasm_bindgen(js_name = gpuScores)]
+    pub fn gpu_scores(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<js_sys::Promise, JsValue> {
         let gpu = self.gpu.clone().ok_or_else(|| js_err(Error::Device("no GPU is attached".into())))?;
+        let session = self.session.as_ref().ok_or_else(|| js_err(Error::input("no generation is running")))?;
+        let ranking = session.ranked_k().map(|k| (k, session.options().temperature, session.banned().to_vec()));
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
-            let logits = gpu.logits_at(&ids, &positions).await.map_err(js_err)?;
-            Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+            let words: Vec<u32> = match ranking {
+                Some((k, t, banned)) => gpu.ranked_at(&ids, &positions, k, t, &banned).await.map_err(js_err)?.to_words(),
+                None => gpu.logits_at(&ids, &positions).await.map_err(js_err)?.iter().map(|v| v.to_bits()).collect(),
+            };
+            Ok(js_sys::Uint32Array::from(words.as_slice()).into())
         }))
     }
 
-    /// The second half of a step: commits from `logits` and returns the step.
+    /// The second half of a step: commits from the words `gpuScores` gave and returns the
+    /// step.
     #[wasm_bindgen(js_name = stepCommit)]
-    pub fn step_commit(&mut self, logits: Vec<f32>) -> Result<JsValue, JsValue> {
+    pub fn step_commit(&mut self, words: Vec<u32>) -> Result<JsValue, JsValue> {
         let vocab = self.model.config().vocab_size;
         let session = self.session.as_mut().ok_or_else(|| js_err(Error::input("no generation is running")))?;
-        let step = match session.commit(&logits, vocab) {
+        let committed = match session.ranked_k() {
+            Some(k) => match Ranked::from_words(&words, k.min(vocab)) {
+                Some(r) => session.commit_ranked(&r, vocab),
+                None => Err(Error::model("the GPU returned a ranking of the wrong size")),
+            },
+            None => session.commit(&words.iter().map(|&b| f32::from_bits(b)).collect::<Vec<_>>(), vocab),
+        };
+        let step = match committed {
             Ok(s) => s,
             Err(e) => {
                 self.session = None;

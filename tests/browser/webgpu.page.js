@@ -29,6 +29,10 @@ try {
   let last;
   for await (const s of gpu.infill('The [MASK:3] sat on the [MASK].', { steps: 4, strategy: 'confidence', topK: 1 })) last = s;
   out.infillMasked = last.masked;
+  // topK 0 samples from whole rows: the GPU hands back every logit instead of its ranking.
+  last = undefined;
+  for await (const s of gpu.generate('The cat', { length: 12, steps: 4, seed: 1, topK: 0, candidates: 2 })) last = s;
+  out.wholeRows = { masked: last.masked, ids: last.ids.length, candidates: last.candidates.every((c) => c.length === 2) };
   const t0 = performance.now();
   await tokens(gpu);
   out.gpuMs = performance.now() - t0;

@@ -18,6 +18,7 @@ test('WebGPU is picked where the page has it, and agrees with the CPU path', asy
   assert.equal(r.cpuDevice, 'wasm');
   assert.deepEqual(r.gpuIds, r.cpuIds, 'greedy tokens on WebGPU and on the CPU');
   assert.equal(r.infillMasked, 0);
+  assert.deepEqual(r.wholeRows, { masked: 0, ids: r.gpuIds.length - 12, candidates: true });
   assert.deepEqual(h.offsite, []);
   console.log(`24 tokens × 6 steps: WebGPU (SwiftShader) ${r.gpuMs.toFixed(0)} ms, wasm ${r.cpuMs.toFixed(0)} ms`);
 });

@@ -16,6 +16,8 @@ use crate::model::config::Activation;
 use crate::model::config::ModelConfig;
 use crate::model::encoder::{check_sequence, LayerNorm, Linear};
 use crate::model::Encoder;
+use crate::diffusion::sampler::MAX_RANKED;
+use crate::diffusion::Ranked;
 
 struct GpuLinear {
     /// f32 weights, or a one-float placeholder when `q8` holds them.
@@ -326,14 +328,56 @@ impl GpuEncoder {
         if positions.is_empty() {
             return Ok(Vec::new());
         }
+        self.recycle();
+        let mut rec = self.gpu.encoder();
+        let logits = self.record_logits(&mut rec, ids, positions);
+        let out = self.gpu.read(rec, &logits, positions.len() * self.config.vocab_size).await;
+        self.recycle();
+        out
+    }
+
+    /// The rows' top `k` allowed ids by temperature-scaled logit, with their scaled logits
+    /// and each row's log-normaliser, ranked on the GPU ([`kernels::TOP_K`]): a step reads
+    /// back `2k + 1` words per row instead of the vocabulary (16,384 for the default model).
+    /// `banned` sorted; `k` is clamped to the vocabulary.
+    pub async fn ranked_at(&self, ids: &[u32], positions: &[usize], k: usize, temperature: f32, banned: &[u32]) -> Result<Ranked> {
+        check_sequence(&self.config, ids, positions)?;
+        let vocab = self.config.vocab_size;
+        let k = k.min(vocab);
+        if !(1..=MAX_RANKED).contains(&k) || !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(Error::options(format!("GPU ranking takes 1 ≤ k ≤ {MAX_RANKED} and a temperature > 0")));
+        }
+        let rows = positions.len();
+        if rows == 0 {
+            return Ok(Ranked { k, ..Default::default() });
+        }
+        self.recycle();
+        let g = &self.gpu;
+        let mut rec = g.encoder();
+        let logits = self.record_logits(&mut rec, ids, positions);
+        let stride = 2 * k + 1;
+        let top = self.scratch("top k", rows * stride);
+        let ban = g.upload_u32("banned", banned);
+        let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
+        let params = [rows as u32, vocab as u32, k as u32, (1.0 / temperature).to_bits(), banned.len() as u32, 0, 0, 0];
+        g.dispatch(&mut rec, "top_k", &[&logits, &ban, &top], params, groups);
+        let words = g.read(rec, &top, rows * stride).await;
+        self.recycle();
+        let words: Vec<u32> = words?.iter().map(|v| v.to_bits()).collect();
+        match Ranked::from_words(&words, k) {
+            Some(r) if r.check(rows, vocab) => Ok(r),
+            _ => Err(Error::Device("the GPU returned an invalid ranking".into())),
+        }
+    }
+
+    /// Records a forward whose last buffer holds the logits `[positions × vocab]`.
+    fn record_logits(&self, rec: &mut Recorder, ids: &[u32], positions: &[usize]) -> wgpu::Buffer {
         let (t, h) = (ids.len(), self.hidden);
         let g = &self.gpu;
-        self.recycle();
-        let mut rec = g.encoder();
         let ids_buf = g.upload_u32("ids", ids);
         let emb = self.scratch("embeddings", t * h);
-        g.dispatch(&mut rec, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.config.position_offset() as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
-        let (mut x, _) = self.norm(&mut rec, &self.embed_norm, &emb, None, t, false);
+        g.dispatch(rec, "embed", &[&ids_buf, &self.word, &self.pos, &self.tt, &emb], [t as u32, h as u32, self.config.position_offset() as u32, 0, 0, 0, 0, 0], Gpu::groups_for(t * h));
+        let (mut x, _) = self.norm(rec, &self.embed_norm, &emb, None, t, false);
         let rows = positions.len();
         let idx: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let idx_buf = g.upload_u32("positions", &idx);
@@ -343,37 +387,40 @@ impl GpuEncoder {
             let tq = if li == last { rows } else { t };
             let pick = |rec: &mut Recorder, b: &wgpu::Buffer| if li == last { self.gather(rec, b, &idx_buf, rows) } else { b.clone() };
             if self.pre_ln {
-                let (hn, _) = self.norm(&mut rec, &l.attn_norm, &x, None, t, false);
-                let q_in = pick(&mut rec, &hn);
-                let res = pick(&mut rec, &x);
-                let a = self.attention(&mut rec, l, &q_in, &hn, tq, t);
-                let (h2, s) = self.norm(&mut rec, &l.ffn_norm, &res, Some(&a), tq, true);
-                let f = self.linear(&mut rec, &l.inter, &h2, tq, self.act);
-                let o = self.linear(&mut rec, &l.output, &f, tq, 0);
-                x = self.add(&mut rec, &s.expect("kept residual"), &o, tq * h);
+                let (hn, _) = self.norm(rec, &l.attn_norm, &x, None, t, false);
+                let q_in = pick(rec, &hn);
+                let res = pick(rec, &x);
+                let a = self.attention(rec, l, &q_in, &hn, tq, t);
+                let (h2, s) = self.norm(rec, &l.ffn_norm, &res, Some(&a), tq, true);
+                let f = self.linear(rec, &l.inter, &h2, tq, self.act);
+                let o = self.linear(rec, &l.output, &f, tq, 0);
+                x = self.add(rec, &s.expect("kept residual"), &o, tq * h);
             } else {
-                let q_in = pick(&mut rec, &x);
-                let a = self.attention(&mut rec, l, &q_in, &x, tq, t);
-                let (x1, _) = self.norm(&mut rec, &l.attn_norm, &q_in, Some(&a), tq, false);
-                let f = self.linear(&mut rec, &l.inter, &x1, tq, self.act);
-                let o = self.linear(&mut rec, &l.output, &f, tq, 0);
-                x = self.norm(&mut rec, &l.ffn_norm, &x1, Some(&o), tq, false).0;
+                let q_in = pick(rec, &x);
+                let a = self.attention(rec, l, &q_in, &x, tq, t);
+                let (x1, _) = self.norm(rec, &l.attn_norm, &q_in, Some(&a), tq, false);
+                let f = self.linear(rec, &l.inter, &x1, tq, self.act);
+                let o = self.linear(rec, &l.output, &f, tq, 0);
+                x = self.norm(rec, &l.ffn_norm, &x1, Some(&o), tq, false).0;
             }
         }
         if let Some(fnorm) = &self.final_norm {
-            x = self.norm(&mut rec, fnorm, &x, None, rows, false).0;
+            x = self.norm(rec, fnorm, &x, None, rows, false).0;
         }
-        let y = self.linear(&mut rec, &self.head_dense, &x, rows, self.head_act);
-        let (y, _) = self.norm(&mut rec, &self.head_norm, &y, None, rows, false);
-        let logits = self.linear(&mut rec, &self.decoder, &y, rows, 0);
-        let out = g.read(rec, &logits, rows * self.config.vocab_size).await;
-        self.recycle();
-        out
+        let y = self.linear(rec, &self.head_dense, &x, rows, self.head_act);
+        let (y, _) = self.norm(rec, &self.head_norm, &y, None, rows, false);
+        self.linear(rec, &self.decoder, &y, rows, 0)
     }
 
     /// Gives the device back (to upload other weights on it).
     pub fn into_gpu(self) -> Gpu {
         self.gpu
+    }
+
+    /// [`GpuEncoder::ranked_at`] for native callers.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn ranked_at_blocking(&self, ids: &[u32], positions: &[usize], k: usize, temperature: f32, banned: &[u32]) -> Result<Ranked> {
+        pollster::block_on(self.ranked_at(ids, positions, k, temperature, banned))
     }
 
     /// [`GpuEncoder::logits_at`] for native callers.

@@ -18,7 +18,8 @@ pub use encoder::{split_k, GpuEncoder, SPLIT_TARGET};
 use crate::error::{Error, Result};
 
 /// The kernels, by name.
-const KERNELS: [(&str, &str); 7] = [
+const KERNELS: [(&str, &str); 8] = [
+    ("top_k", kernels::TOP_K),
     ("matmul", kernels::MATMUL),
     ("split_sum", kernels::SPLIT_SUM),
     ("layer_norm", kernels::LAYER_NORM),
