@@ -93,9 +93,13 @@ impl TextCodec {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Text of ids, special tokens dropped.
+    /// Text of ids, special tokens dropped. WordPiece text gets the spacing clean-up that
+    /// `transformers` applies after decoding (`clean_up_tokenization_spaces`): BERT splits
+    /// "don't" into `don ' t`, and its decoder cleans up token by token, which cannot see
+    /// the `' ` between two tokens.
     pub fn decode(&self, ids: &[u32]) -> String {
-        self.tokenizer.decode(ids, true).unwrap_or_default()
+        let text = self.tokenizer.decode(ids, true).unwrap_or_default();
+        if self.is_wordpiece() { clean_up_spaces(&text) } else { text }
     }
 
     /// The surface text of one token as it would appear inside a sentence (byte-level BPE's
@@ -173,9 +177,47 @@ impl TextCodec {
     }
 }
 
+/// `transformers`' `clean_up_tokenization`: no space before punctuation and English
+/// contractions.
+fn clean_up_spaces(text: &str) -> String {
+    const RULES: [(&str, &str); 10] = [
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ];
+    RULES.iter().fold(text.to_string(), |t, (from, to)| t.replace(from, to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wordpiece_text_reads_like_transformers_decodes_it() {
+        // The fixture's tokenizer with a vocabulary that has every word of the sentence.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bert/tokenizer.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let words = "[PAD] [UNK] [CLS] [SEP] [MASK] it ' s the cat toy , isn t ? you d say so .";
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            words.split(' ').enumerate().map(|(i, w)| (w.to_string(), serde_json::json!(i))).collect();
+        v["model"]["vocab"] = serde_json::Value::Object(vocab);
+        let codec = TextCodec::from_json(&v.to_string()).unwrap();
+        let ids = codec.encode("it's the cat's toy, isn't it? you'd say so.").unwrap();
+        assert!(!ids.contains(&codec.unk_id.unwrap()));
+        assert_eq!(codec.decode(&ids), "it's the cat's toy, isn't it? you'd say so.");
+        // Byte-level BPE decodes exactly: no clean-up there.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/roberta/tokenizer.json");
+        let codec = TextCodec::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let text = "It ' s spaced ' oddly ' .";
+        assert_eq!(codec.decode(&codec.encode(text).unwrap()), text);
+    }
 
     #[test]
     fn truncation_and_padding_in_tokenizer_json_are_ignored() {
