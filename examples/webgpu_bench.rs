@@ -24,11 +24,11 @@ impl Denoiser for OnGpu<'_> {
     fn logits(&self, ids: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
         self.enc.logits_at_blocking(ids, positions)
     }
-    fn ranked(&self, ids: &[u32], positions: &[usize], k: usize, t: f32, banned: &[u32]) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
+    fn ranked(&self, ids: &[u32], positions: &[usize], s: &unmask::diffusion::Scoring) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
         if !self.rank {
             return Ok(None);
         }
-        self.enc.ranked_at_blocking(ids, positions, k, t, banned).map(Some)
+        self.enc.ranked_at_blocking(ids, positions, s).map(Some)
     }
 }
 

@@ -214,3 +214,31 @@ fn prompts_are_checked_against_the_context() {
     assert_eq!(c2.masked().len(), 10 - tok.len());
     assert!(c2.pin(0, &tok).is_err());
 }
+
+#[test]
+fn the_repetition_penalty_keeps_a_one_token_model_from_filling_the_canvas_with_it() {
+    // A model that prefers token 50 everywhere by a margin of 1 nat over 51..53: greedy
+    // confidence decoding writes 50 in every position; with a penalty of 3 a seen 50 (logit
+    // 4 → 1.33) ranks below the unseen alternatives (3.0), so the canvas has more than one id.
+    struct OneToken;
+    impl unmask::diffusion::Denoiser for OneToken {
+        fn vocab_size(&self) -> usize {
+            100
+        }
+        fn logits(&self, _: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
+            let row: Vec<f32> = (0..100).map(|v| match v { 50 => 4.0, 51..=53 => 3.0, _ => 0.0 }).collect();
+            Ok(positions.iter().flat_map(|_| row.clone()).collect())
+        }
+    }
+    let gen = |repetition_penalty| {
+        let opts = SampleOptions { strategy: Strategy::Confidence, steps: 12, top_k: 1, repetition_penalty, ..Default::default() };
+        let out = generate(&OneToken, canvas(2, 12), &[0, 1, 2, MASK], &opts, |_| true).unwrap();
+        let mut made: Vec<u32> = out.canvas.ids[3..15].to_vec();
+        made.sort_unstable();
+        made.dedup();
+        made
+    };
+    assert_eq!(gen(1.0), [50]);
+    let varied = gen(3.0);
+    assert!(varied.len() > 1 && varied.contains(&50), "{varied:?}");
+}

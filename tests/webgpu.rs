@@ -214,6 +214,7 @@ fn ranking_on_the_gpu_matches_the_cpu_reference() {
     // in the same order, the same scaled logits, the same normaliser. k from 1 to the whole
     // vocabulary; banned ids; a temperature.
     use unmask::diffusion::sampling::rank;
+    use unmask::diffusion::Scoring;
     let model = Model::load(&fixture("roberta")).unwrap();
     let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
     let vocab = model.config().vocab_size;
@@ -223,13 +224,17 @@ fn ranking_on_the_gpu_matches_the_cpu_reference() {
     let logits = e.logits_at_blocking(&ids, &positions).unwrap();
     let banned = [0u32, 1, 2, 3, 7, (vocab - 1) as u32];
     // All but three ids banned with k = 10: excluded ids fill the tail, in id order on both.
+    // A repetition penalty on a third of the vocabulary (the canvas' ids, say).
     let most: Vec<u32> = (0..vocab as u32).filter(|t| ![4, 100, 200].contains(t)).collect();
-    for (k, temperature, banned) in [(1usize, 1.0f32, &banned[..]), (50, 0.7, &banned), (256, 1.3, &banned), (10, 1.0, &most)] {
-        let want = rank(&logits, vocab, banned, k, temperature);
-        let got = e.ranked_at_blocking(&ids, &positions, k, temperature, banned).unwrap();
+    let seen: Vec<u32> = (0..vocab as u32).step_by(3).collect();
+    let cases = [(1usize, 1.0f32, &banned[..], 1.0f32), (50, 0.7, &banned, 1.0), (256, 1.3, &banned, 1.0), (10, 1.0, &most, 1.0), (50, 0.8, &banned, 1.4)];
+    for (k, temperature, banned, repetition_penalty) in cases {
+        let s = Scoring { k, temperature, banned: banned.to_vec(), repetition_penalty, seen: seen.clone() };
+        let want = rank(&logits, vocab, &s);
+        let got = e.ranked_at_blocking(&ids, &positions, &s).unwrap();
         assert_eq!(got.k, k);
         assert_eq!(got.rows(), positions.len());
-        assert_eq!(got.ids, want.ids, "k {k}");
+        assert_eq!(got.ids, want.ids, "k {k} penalty {repetition_penalty}");
         assert_eq!(got.scaled, want.scaled, "k {k}");
         for (a, b) in got.log_z.iter().zip(&want.log_z) {
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "k {k}: log_z {a} vs {b}");
@@ -237,14 +242,19 @@ fn ranking_on_the_gpu_matches_the_cpu_reference() {
         assert!(got.ids.chunks(k).all(|r| r.iter().take(k.min(vocab - banned.len())).all(|t| !banned.contains(t))));
         assert!(got.scaled.chunks(k).all(|r| r.windows(2).all(|w| w[0] >= w[1])));
     }
+    // The penalty changed the ranking (else the case above proves nothing).
+    let plain = Scoring { k: 50, temperature: 0.8, banned: banned.to_vec(), repetition_penalty: 1.0, seen: seen.clone() };
+    let pen = Scoring { repetition_penalty: 1.4, ..plain.clone() };
+    assert_ne!(rank(&logits, vocab, &plain).ids, rank(&logits, vocab, &pen).ids);
     // Every id banned: the normaliser says so (NaN) and the sampler falls back.
-    let all: Vec<u32> = (0..vocab as u32).collect();
-    let r = e.ranked_at_blocking(&ids, &positions[..1], 3, 1.0, &all).unwrap();
+    let all = Scoring { k: 3, temperature: 1.0, banned: (0..vocab as u32).collect(), repetition_penalty: 1.0, seen: vec![] };
+    let r = e.ranked_at_blocking(&ids, &positions[..1], &all).unwrap();
     assert!(r.log_z[0].is_nan());
     // Nonsense k or temperature: errors, and the encoder still works.
-    assert!(e.ranked_at_blocking(&ids, &positions, 0, 1.0, &[]).is_err());
-    assert!(e.ranked_at_blocking(&ids, &positions, 257, 1.0, &[]).is_err());
-    assert!(e.ranked_at_blocking(&ids, &positions, 5, 0.0, &[]).is_err());
+    let bad = |k, temperature, repetition_penalty| Scoring { k, temperature, banned: vec![], repetition_penalty, seen: vec![1] };
+    for s in [bad(0, 1.0, 1.0), bad(257, 1.0, 1.0), bad(5, 0.0, 1.0), bad(5, 1.0, 0.0), bad(5, 1.0, f32::NAN)] {
+        assert!(e.ranked_at_blocking(&ids, &positions, &s).is_err(), "{s:?}");
+    }
     assert_eq!(e.logits_at_blocking(&ids, &positions).unwrap(), logits);
 }
 
@@ -269,16 +279,16 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
         fn logits(&self, _: &[u32], _: &[usize]) -> unmask::Result<Vec<f32>> {
             panic!("the ranked path must not ask for whole rows")
         }
-        fn ranked(&self, ids: &[u32], positions: &[usize], k: usize, t: f32, banned: &[u32]) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
-            self.0.ranked_at_blocking(ids, positions, k, t, banned).map(Some)
+        fn ranked(&self, ids: &[u32], positions: &[usize], s: &unmask::diffusion::Scoring) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
+            self.0.ranked_at_blocking(ids, positions, s).map(Some)
         }
     }
     let model = Model::load(&fixture("bert")).unwrap();
     let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
     let vocab = model.config().vocab_size;
     let banned = model.codec.banned_ids();
-    for strategy in ["random", "confidence"] {
-        let opts = SampleOptions { steps: 6, seed: 3, candidates: 3, strategy: strategy.parse().unwrap(), ..Default::default() };
+    for (strategy, repetition_penalty) in [("random", 1.0), ("confidence", 1.0), ("confidence", 1.3)] {
+        let opts = SampleOptions { steps: 6, seed: 3, candidates: 3, strategy: strategy.parse().unwrap(), repetition_penalty, ..Default::default() };
         let run = |d: &dyn Denoiser| {
             let canvas = Canvas::from_prompt(&model.codec, "the old", 24, model.config().max_sequence_len()).unwrap();
             let mut steps = Vec::new();
@@ -289,7 +299,7 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
             .unwrap();
             (out.canvas.ids, steps)
         };
-        assert_eq!(run(&Ranking(&e, vocab)), run(&Whole(&e, vocab)), "{strategy}");
+        assert_eq!(run(&Ranking(&e, vocab)), run(&Whole(&e, vocab)), "{strategy} penalty {repetition_penalty}");
     }
 }
 

@@ -95,6 +95,7 @@ function samplingOptions() {
     temperature: Math.max(0.05, num('o-temp', 1)),
     topK: Math.max(0, Math.round(num('o-topk', 50))),
     topP: Math.min(1, Math.max(0.05, num('o-topp', 0.95))),
+    repetitionPenalty: Math.min(3, Math.max(1, num('o-reppen', 1.3))),
     seed: Math.max(0, Math.round(num('o-seed', 0))),
     candidates: 5,
   };

@@ -43,6 +43,12 @@ export interface SamplingOptions {
   temperature?: number;
   topK?: number;
   topP?: number;
+  /**
+   * Penalty for ids already on the canvas, prompt included (`transformers`' repetition_penalty:
+   * their logits are divided by it, multiplied when negative). 1 (the default) is off; 1.2–1.5
+   * keeps confidence decoding with a small model from repeating one phrase.
+   */
+  repetitionPenalty?: number;
   seed?: number;
   /** Top candidates reported per revealed token (0–64). */
   candidates?: number;

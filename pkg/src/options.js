@@ -32,7 +32,7 @@ function oneOf(o, key, allowed) {
 
 const GENERATE_KEYS = new Set([
   'length', 'steps', 'strategy', 'schedule', 'threshold', 'blockLength', 'temperature', 'topK', 'topP',
-  'seed', 'candidates', 'signal', 'pins',
+  'repetitionPenalty', 'seed', 'candidates', 'signal', 'pins',
 ]);
 
 /** Splits generate() options into the engine's sampling options and the rest. */
@@ -51,6 +51,7 @@ export function samplingOptions(opts = {}) {
   set('temperature', num(opts, 'temperature', (v) => v > 0, '(0, ∞)'));
   set('topK', int(opts, 'topK', 0, 1 << 20));
   set('topP', num(opts, 'topP', (v) => v > 0 && v <= 1, '(0, 1]'));
+  set('repetitionPenalty', num(opts, 'repetitionPenalty', (v) => v > 0, '(0, ∞)'));
   set('seed', int(opts, 'seed', 0, Number.MAX_SAFE_INTEGER));
   set('candidates', int(opts, 'candidates', 0, 64));
   const length = int(opts, 'length', 1, 1 << 16);

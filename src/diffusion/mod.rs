@@ -19,6 +19,6 @@ pub mod trainer;
 
 pub use canvas::Canvas;
 pub use sampler::{generate, Denoiser, Outcome, SampleOptions, Session, Step, Strategy};
-pub use sampling::Ranked;
+pub use sampling::{Ranked, Scoring};
 pub use schedule::Schedule;
 pub use trainer::{TrainOptions, Trainer};

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canvas::Canvas;
 use super::rng::Rng;
-use super::sampling::{pick, pick_ranked, Pick, Ranked, SamplingParams};
+use super::sampling::{pick, pick_ranked, Pick, Ranked, SamplingParams, Scoring};
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
 
@@ -16,7 +16,7 @@ pub trait Denoiser {
     /// The rows' top `k` allowed ids ranked where the logits are (see [`Ranked`]), for
     /// backends that can avoid handing over whole rows; `None` (the default): use
     /// [`Denoiser::logits`].
-    fn ranked(&self, _ids: &[u32], _positions: &[usize], _k: usize, _temperature: f32, _banned: &[u32]) -> Result<Option<Ranked>> {
+    fn ranked(&self, _ids: &[u32], _positions: &[usize], _scoring: &Scoring) -> Result<Option<Ranked>> {
         Ok(None)
     }
 }
@@ -71,6 +71,10 @@ pub struct SampleOptions {
     /// this many, each group with its share of the steps.
     pub block_length: Option<usize>,
     pub temperature: f32,
+    /// Repetition penalty for ids already on the canvas (prompt included), as in
+    /// `transformers`: logits divided by it (multiplied when negative). 1 is off; ~1.2–1.5
+    /// stops a weak model's confidence decoding from filling the canvas with one phrase.
+    pub repetition_penalty: f32,
     /// 0 disables top-k.
     pub top_k: usize,
     pub top_p: f32,
@@ -88,6 +92,7 @@ impl Default for SampleOptions {
             threshold: 0.9,
             block_length: None,
             temperature: 1.0,
+            repetition_penalty: 1.0,
             top_k: 50,
             top_p: 0.95,
             seed: 0,
@@ -113,6 +118,9 @@ impl SampleOptions {
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(Error::options(format!("temperature must be > 0, got {}", self.temperature)));
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return Err(Error::options(format!("repetition penalty must be > 0, got {}", self.repetition_penalty)));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::options(format!("top-p must be in (0, 1], got {}", self.top_p)));
@@ -233,8 +241,8 @@ impl Session {
     /// Runs one denoising step; `None` once the canvas is complete.
     pub fn step<D: Denoiser + ?Sized>(&mut self, model: &D) -> Result<Option<Step>> {
         let Some(positions) = self.next_positions() else { return Ok(None) };
-        if let Some(k) = self.ranked_k() {
-            if let Some(r) = model.ranked(&self.canvas.ids, &positions, k, self.opts.temperature, &self.banned)? {
+        if let Some(scoring) = self.scoring() {
+            if let Some(r) = model.ranked(&self.canvas.ids, &positions, &scoring)? {
                 return self.commit_ranked(&r, model.vocab_size()).map(Some);
             }
         }
@@ -248,13 +256,15 @@ impl Session {
         (1..=MAX_RANKED).contains(&self.opts.top_k).then_some(self.opts.top_k)
     }
 
-    /// The ids no sampled token may take (sorted).
-    pub fn banned(&self) -> &[u32] {
-        &self.banned
-    }
-
-    pub fn options(&self) -> &SampleOptions {
-        &self.opts
+    /// What a device ranker needs for the pending step (see [`Session::ranked_k`]).
+    pub fn scoring(&self) -> Option<Scoring> {
+        Some(Scoring {
+            k: self.ranked_k()?,
+            temperature: self.opts.temperature,
+            banned: self.banned.clone(),
+            repetition_penalty: self.opts.repetition_penalty,
+            seen: self.seen(),
+        })
     }
 
     /// The first half of a step, for backends that compute logits asynchronously (WebGPU):
@@ -304,8 +314,9 @@ impl Session {
             return Err(Error::model("the model returned logits of the wrong size"));
         }
         let params = self.params();
+        let seen = self.seen();
         let (banned, rng) = (&self.banned, &mut self.rng);
-        let picks = logits.chunks(vocab).map(|row| pick(row, banned, &params, rng)).collect();
+        let picks = logits.chunks(vocab).map(|row| pick(row, banned, &seen, &params, rng)).collect();
         self.commit_picks(picks)
     }
 
@@ -334,9 +345,21 @@ impl Session {
         }
     }
 
+    /// The ids on the canvas (sorted, unique) when a repetition penalty needs them.
+    fn seen(&self) -> Vec<u32> {
+        if self.opts.repetition_penalty == 1.0 {
+            return Vec::new();
+        }
+        let mut ids: Vec<u32> = self.canvas.ids.iter().copied().filter(|t| self.banned.binary_search(t).is_err()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     fn params(&self) -> SamplingParams {
         SamplingParams {
             temperature: self.opts.temperature,
+            repetition_penalty: self.opts.repetition_penalty,
             top_k: self.opts.top_k,
             top_p: self.opts.top_p,
             candidates: self.opts.candidates,

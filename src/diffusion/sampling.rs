@@ -15,18 +15,31 @@ pub struct Pick {
 
 pub struct SamplingParams {
     pub temperature: f32,
+    /// `transformers`' repetition penalty for ids already on the canvas: their logits are
+    /// divided by it when positive, multiplied when negative. 1 is off.
+    pub repetition_penalty: f32,
     /// 0 disables top-k.
     pub top_k: usize,
     pub top_p: f32,
     pub candidates: usize,
 }
 
-/// Samples a token from `logits`, never one of `banned` (sorted).
-pub fn pick(logits: &[f32], banned: &[u32], p: &SamplingParams, rng: &mut Rng) -> Pick {
+/// Samples a token from `logits`, never one of `banned` (sorted); ids in `seen` (sorted: the
+/// canvas' tokens) get the repetition penalty.
+pub fn pick(logits: &[f32], banned: &[u32], seen: &[u32], p: &SamplingParams, rng: &mut Rng) -> Pick {
     let inv_t = 1.0 / p.temperature;
     // The temperature-scaled distribution over the allowed ids: banned and non-finite logits
     // get -∞, which the vector exp turns into exactly 0.
     let mut probs: Vec<f32> = logits.iter().map(|&l| if l.is_finite() { l * inv_t } else { f32::NEG_INFINITY }).collect();
+    if p.repetition_penalty != 1.0 {
+        for &t in seen {
+            if let (Some(x), Some(&l)) = (probs.get_mut(t as usize), logits.get(t as usize)) {
+                if l.is_finite() {
+                    *x = penalized(l, p.repetition_penalty) * inv_t;
+                }
+            }
+        }
+    }
     for &b in banned {
         if let Some(x) = probs.get_mut(b as usize) {
             *x = f32::NEG_INFINITY;
@@ -117,19 +130,46 @@ pub fn pick_ranked(ids: &[u32], scaled: &[f32], log_z: f32, vocab: usize, banned
     from_ranked(&ranked, p, rng)
 }
 
+/// `transformers`' repetition penalty on one logit.
+pub fn penalized(l: f32, penalty: f32) -> f32 {
+    if l > 0.0 { l / penalty } else { l * penalty }
+}
+
+/// What a device ranker needs to rank a step's rows as [`pick`] would see them.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    /// How many ids per row (the sampler's top-k).
+    pub k: usize,
+    pub temperature: f32,
+    /// Ids never sampled (sorted).
+    pub banned: Vec<u32>,
+    pub repetition_penalty: f32,
+    /// Ids that get the penalty (sorted; empty when it is 1).
+    pub seen: Vec<u32>,
+}
+
 /// The CPU reference of what a device ranker returns for `[rows × vocab]` logits: per row
 /// the `k` best allowed ids (banned and non-finite logits excluded; excluded ids fill the
-/// tail when fewer than `k` are allowed, with scaled logit −∞), their logits divided by
-/// `temperature`, and the log-normaliser.
-pub fn rank(logits: &[f32], vocab: usize, banned: &[u32], k: usize, temperature: f32) -> Ranked {
-    let k = k.min(vocab).max(1);
+/// tail when fewer than `k` are allowed, with scaled logit −∞), their logits (penalised when
+/// seen) divided by the temperature, and the log-normaliser.
+pub fn rank(logits: &[f32], vocab: usize, s: &Scoring) -> Ranked {
+    let k = s.k.min(vocab).max(1);
     let mut out = Ranked { k, ..Default::default() };
-    let inv_t = 1.0 / temperature;
+    let inv_t = 1.0 / s.temperature;
     for row in logits.chunks(vocab) {
         let scaled: Vec<f32> = row
             .iter()
             .enumerate()
-            .map(|(i, &l)| if l.is_finite() && banned.binary_search(&(i as u32)).is_err() { l * inv_t } else { f32::NEG_INFINITY })
+            .map(|(i, &l)| {
+                let i = i as u32;
+                if !l.is_finite() || s.banned.binary_search(&i).is_ok() {
+                    f32::NEG_INFINITY
+                } else if s.repetition_penalty != 1.0 && s.seen.binary_search(&i).is_ok() {
+                    penalized(l, s.repetition_penalty) * inv_t
+                } else {
+                    l * inv_t
+                }
+            })
             .collect();
         let mut order: Vec<u32> = (0..vocab as u32).collect();
         order.sort_by(|a, b| scaled[*b as usize].total_cmp(&scaled[*a as usize]));
@@ -180,7 +220,7 @@ mod tests {
     use super::*;
 
     fn params(top_k: usize, top_p: f32) -> SamplingParams {
-        SamplingParams { temperature: 1.0, top_k, top_p, candidates: 3 }
+        SamplingParams { temperature: 1.0, repetition_penalty: 1.0, top_k, top_p, candidates: 3 }
     }
 
     #[test]
@@ -188,8 +228,8 @@ mod tests {
         let logits = [0.0, 5.0, 3.0, 4.0];
         let mut rng = Rng::new(1);
         for _ in 0..20 {
-            assert_eq!(pick(&logits, &[], &params(1, 1.0), &mut rng).token, 1);
-            assert_eq!(pick(&logits, &[1], &params(1, 1.0), &mut rng).token, 3);
+            assert_eq!(pick(&logits, &[], &[], &params(1, 1.0), &mut rng).token, 1);
+            assert_eq!(pick(&logits, &[1], &[], &params(1, 1.0), &mut rng).token, 3);
         }
     }
 
@@ -199,7 +239,7 @@ mod tests {
         let logits = [-2.0, 6.0, 4.0, -9.0];
         let mut rng = Rng::new(7);
         for _ in 0..50 {
-            assert_eq!(pick(&logits, &[], &params(0, 0.5), &mut rng).token, 1);
+            assert_eq!(pick(&logits, &[], &[], &params(0, 0.5), &mut rng).token, 1);
         }
     }
 
@@ -208,7 +248,7 @@ mod tests {
         let logits = [0.0, (3.0f32).ln()]; // p = [0.25, 0.75]
         let mut rng = Rng::new(3);
         let n = 4000;
-        let ones = (0..n).filter(|_| pick(&logits, &[], &params(0, 1.0), &mut rng).token == 1).count();
+        let ones = (0..n).filter(|_| pick(&logits, &[], &[], &params(0, 1.0), &mut rng).token == 1).count();
         let frac = ones as f32 / n as f32;
         assert!((frac - 0.75).abs() < 0.03, "{frac}");
     }
@@ -221,13 +261,13 @@ mod tests {
         let banned = [0u32, 2, 7];
         let mut data = Rng::new(11);
         for (top_k, top_p, temperature) in [(50, 0.95, 1.0), (1, 1.0, 1.0), (7, 0.5, 0.7), (300, 0.9, 1.3)] {
-            let p = SamplingParams { temperature, top_k, top_p, candidates: 5 };
+            let p = SamplingParams { temperature, repetition_penalty: 1.0, top_k, top_p, candidates: 5 };
             let (mut a, mut b) = (Rng::new(4), Rng::new(4));
             for _ in 0..200 {
                 let mut row: Vec<f32> = (0..vocab).map(|_| 6.0 * data.next_f32() - 3.0).collect();
                 row[5] = f32::NAN;
-                let whole = pick(&row, &banned, &p, &mut a);
-                let r = rank(&row, vocab, &banned, top_k, temperature);
+                let whole = pick(&row, &banned, &[], &p, &mut a);
+                let r = rank(&row, vocab, &Scoring { k: top_k, temperature, banned: banned.to_vec(), repetition_penalty: 1.0, seen: vec![] });
                 let part = pick_ranked(&r.ids, &r.scaled, r.log_z[0], vocab, &banned, &p, &mut b);
                 assert_eq!(whole.token, part.token);
                 assert!((whole.confidence - part.confidence).abs() <= 1e-5 * whole.confidence.max(1e-3));
@@ -238,17 +278,37 @@ mod tests {
         }
         // No allowed id at all: the same fallback either way.
         let row = [f32::NAN, 1.0, 2.0];
-        let p = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0, candidates: 0 };
-        let r = rank(&row, 3, &[1, 2], 2, 1.0);
+        let p = SamplingParams { temperature: 1.0, repetition_penalty: 1.0, top_k: 2, top_p: 1.0, candidates: 0 };
+        let r = rank(&row, 3, &Scoring { k: 2, temperature: 1.0, banned: vec![1, 2], repetition_penalty: 1.0, seen: vec![] });
         assert!(r.log_z[0].is_nan());
         let part = pick_ranked(&r.ids, &r.scaled, r.log_z[0], 3, &[1, 2], &p, &mut Rng::new(0));
-        assert_eq!(part.token, pick(&row, &[1, 2], &p, &mut Rng::new(0)).token);
+        assert_eq!(part.token, pick(&row, &[1, 2], &[], &p, &mut Rng::new(0)).token);
+    }
+
+    #[test]
+    fn the_repetition_penalty_lowers_seen_ids_in_both_forms() {
+        // Token 1 leads until it is seen; penalised it loses to token 2, in whole rows and
+        // in the ranked form alike.
+        let row = [0.5, 3.0, 2.8, -1.0];
+        let seen = [1u32, 3];
+        let p = |pen| SamplingParams { temperature: 1.0, repetition_penalty: pen, top_k: 1, top_p: 1.0, candidates: 4 };
+        assert_eq!(pick(&row, &[], &seen, &p(1.0), &mut Rng::new(0)).token, 1);
+        let whole = pick(&row, &[], &seen, &p(1.3), &mut Rng::new(0));
+        assert_eq!(whole.token, 2);
+        let r = rank(&row, 4, &Scoring { k: 1, temperature: 1.0, banned: vec![], repetition_penalty: 1.3, seen: seen.to_vec() });
+        assert_eq!(r.ids, [2]);
+        assert_eq!(r.scaled, [2.8]);
+        let ranked = pick_ranked(&r.ids, &r.scaled, r.log_z[0], 4, &[], &p(1.3), &mut Rng::new(0));
+        assert_eq!(ranked.token, 2);
+        assert!((ranked.confidence - whole.confidence).abs() < 1e-6);
+        // A negative logit is multiplied: further down.
+        assert_eq!(penalized(-1.0, 1.3), -1.3);
     }
 
     #[test]
     fn confidence_and_candidates_are_probabilities() {
         let logits = [1.0, 2.0, 3.0];
-        let pk = pick(&logits, &[], &params(0, 1.0), &mut Rng::new(0));
+        let pk = pick(&logits, &[], &[], &params(0, 1.0), &mut Rng::new(0));
         assert!(pk.confidence > 0.0 && pk.confidence < 1.0);
         assert_eq!(pk.candidates[0].0, 2);
         let s: f32 = pk.candidates.iter().map(|c| c.1).sum();

@@ -221,11 +221,11 @@ impl Engine {
     pub fn gpu_scores(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<js_sys::Promise, JsValue> {
         let gpu = self.gpu.clone().ok_or_else(|| js_err(Error::Device("no GPU is attached".into())))?;
         let session = self.session.as_ref().ok_or_else(|| js_err(Error::input("no generation is running")))?;
-        let ranking = session.ranked_k().map(|k| (k, session.options().temperature, session.banned().to_vec()));
+        let scoring = session.scoring();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
-            let words: Vec<u32> = match ranking {
-                Some((k, t, banned)) => gpu.ranked_at(&ids, &positions, k, t, &banned).await.map_err(js_err)?.to_words(),
+            let words: Vec<u32> = match scoring {
+                Some(s) => gpu.ranked_at(&ids, &positions, &s).await.map_err(js_err)?.to_words(),
                 None => gpu.logits_at(&ids, &positions).await.map_err(js_err)?.iter().map(|v| v.to_bits()).collect(),
             };
             Ok(js_sys::Uint32Array::from(words.as_slice()).into())

@@ -172,6 +172,7 @@ fn cli_args(case: &Value, gguf: &[u8], tmp: &Path) -> Option<Vec<String>> {
             "temperature" => "--temperature",
             "topK" => "--top-k",
             "topP" => "--top-p",
+            "repetitionPenalty" => "--repetition-penalty",
             "seed" => "--seed",
             "lr" => "--lr",
             "batchSize" => "--batch-size",

@@ -17,7 +17,7 @@ use crate::model::config::ModelConfig;
 use crate::model::encoder::{check_sequence, LayerNorm, Linear};
 use crate::model::Encoder;
 use crate::diffusion::sampler::MAX_RANKED;
-use crate::diffusion::Ranked;
+use crate::diffusion::{Ranked, Scoring};
 
 struct GpuLinear {
     /// f32 weights, or a one-float placeholder when `q8` holds them.
@@ -336,16 +336,17 @@ impl GpuEncoder {
         out
     }
 
-    /// The rows' top `k` allowed ids by temperature-scaled logit, with their scaled logits
-    /// and each row's log-normaliser, ranked on the GPU ([`kernels::TOP_K`]): a step reads
-    /// back `2k + 1` words per row instead of the vocabulary (16,384 for the default model).
-    /// `banned` sorted; `k` is clamped to the vocabulary.
-    pub async fn ranked_at(&self, ids: &[u32], positions: &[usize], k: usize, temperature: f32, banned: &[u32]) -> Result<Ranked> {
+    /// The rows' top `k` allowed ids by temperature-scaled logit (repetition penalty applied),
+    /// with their scaled logits and each row's log-normaliser, ranked on the GPU
+    /// ([`kernels::TOP_K`]): a step reads back `2k + 1` words per row instead of the
+    /// vocabulary (16,384 for the default model). `k` is clamped to the vocabulary.
+    pub async fn ranked_at(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Ranked> {
         check_sequence(&self.config, ids, positions)?;
         let vocab = self.config.vocab_size;
-        let k = k.min(vocab);
-        if !(1..=MAX_RANKED).contains(&k) || !(temperature > 0.0 && temperature.is_finite()) {
-            return Err(Error::options(format!("GPU ranking takes 1 ≤ k ≤ {MAX_RANKED} and a temperature > 0")));
+        let k = s.k.min(vocab);
+        let (t, pen) = (s.temperature, s.repetition_penalty);
+        if !(1..=MAX_RANKED).contains(&k) || !(t > 0.0 && t.is_finite()) || !(pen > 0.0 && pen.is_finite()) {
+            return Err(Error::options(format!("GPU ranking takes 1 ≤ k ≤ {MAX_RANKED}, a temperature > 0 and a penalty > 0")));
         }
         let rows = positions.len();
         if rows == 0 {
@@ -355,11 +356,16 @@ impl GpuEncoder {
         let g = &self.gpu;
         let mut rec = g.encoder();
         let logits = self.record_logits(&mut rec, ids, positions);
+        if pen != 1.0 && !s.seen.is_empty() {
+            let seen = g.upload_u32("seen", &s.seen);
+            let n = rows * s.seen.len();
+            g.dispatch(&mut rec, "penalize", &[&logits, &seen], [rows as u32, vocab as u32, s.seen.len() as u32, pen.to_bits(), 0, 0, 0, 0], Gpu::groups_for(n));
+        }
         let stride = 2 * k + 1;
         let top = self.scratch("top k", rows * stride);
-        let ban = g.upload_u32("banned", banned);
+        let ban = g.upload_u32("banned", &s.banned);
         let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
-        let params = [rows as u32, vocab as u32, k as u32, (1.0 / temperature).to_bits(), banned.len() as u32, 0, 0, 0];
+        let params = [rows as u32, vocab as u32, k as u32, (1.0 / t).to_bits(), s.banned.len() as u32, 0, 0, 0];
         g.dispatch(&mut rec, "top_k", &[&logits, &ban, &top], params, groups);
         let words = g.read(rec, &top, rows * stride).await;
         self.recycle();
@@ -419,8 +425,8 @@ impl GpuEncoder {
 
     /// [`GpuEncoder::ranked_at`] for native callers.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn ranked_at_blocking(&self, ids: &[u32], positions: &[usize], k: usize, temperature: f32, banned: &[u32]) -> Result<Ranked> {
-        pollster::block_on(self.ranked_at(ids, positions, k, temperature, banned))
+    pub fn ranked_at_blocking(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Ranked> {
+        pollster::block_on(self.ranked_at(ids, positions, s))
     }
 
     /// [`GpuEncoder::logits_at`] for native callers.

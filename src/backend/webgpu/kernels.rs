@@ -449,6 +449,28 @@ fn main(@builtin(local_invocation_id) lid3: vec3u, @builtin(workgroup_id) wid: v
 }
 "#;
 
+/// `transformers`' repetition penalty in place, before [`TOP_K`]: for each row and each id
+/// in `seen`, a finite logit is divided by the penalty when positive, multiplied when not.
+/// p: a = rows, b = vocab, c = ids in `seen`, d = penalty bits.
+pub const PENALIZE: &str = r#"
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> seen: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let e = gid.x + gid.y * 65535u * 64u;
+  if (e >= p.a * p.c) { return; }
+  let t = seen[e % p.c];
+  if (t >= p.b) { return; }
+  let i = (e / p.c) * p.b + t;
+  let l = logits[i];
+  let pen = bitcast<f32>(p.d);
+  if ((bitcast<u32>(l) & 0x7f800000u) != 0x7f800000u) {
+    logits[i] = select(l * pen, l / pen, l > 0.0);
+  }
+}
+"#;
+
 /// Embeddings: `out[t, :] = word[ids[t], :] + pos[t + offset, :] + tt[:]`.
 /// p: a = t, b = h, c = position offset.
 pub const EMBED: &str = r#"

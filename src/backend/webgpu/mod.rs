@@ -18,8 +18,9 @@ pub use encoder::{split_k, GpuEncoder, SPLIT_TARGET};
 use crate::error::{Error, Result};
 
 /// The kernels, by name.
-const KERNELS: [(&str, &str); 8] = [
+const KERNELS: [(&str, &str); 9] = [
     ("top_k", kernels::TOP_K),
+    ("penalize", kernels::PENALIZE),
     ("matmul", kernels::MATMUL),
     ("split_sum", kernels::SPLIT_SUM),
     ("layer_norm", kernels::LAYER_NORM),

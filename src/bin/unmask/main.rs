@@ -111,6 +111,9 @@ struct GenerateArgs {
     top_k: usize,
     #[arg(long, default_value_t = 0.95)]
     top_p: f32,
+    /// Penalty for ids already on the canvas (transformers' repetition_penalty; 1 = off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    repetition_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print the canvas after every step, masks shown as [MASK].
@@ -225,6 +228,7 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
         temperature: a.temperature,
         top_k: a.top_k,
         top_p: a.top_p,
+        repetition_penalty: a.repetition_penalty,
         seed: a.seed,
         candidates: 0,
     };
