@@ -496,17 +496,19 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
         real.extend(ids.iter().copied().filter(|&t| !m.codec.is_special(t)).skip(3).take(32));
     }
     print_lines(&[format!("real text: unigram entropy {:.2} bits ({} tokens after the same prompts)", unigram_entropy(&real), real.len())]);
-    let runs: [(Strategy, usize, Option<usize>, &str); 4] = [
-        (Strategy::Random, 10, None, "random, 10 steps"),
-        (Strategy::Confidence, 32, None, "confidence, 32 steps"),
-        (Strategy::Confidence, 32, Some(8), "confidence, 32 steps, blocks of 8"),
-        (Strategy::Threshold, 32, None, "threshold 0.9, 32 steps"),
+    let runs: [(Strategy, usize, Option<usize>, f32, &str); 6] = [
+        (Strategy::Random, 10, None, 1.0, "random, 10 steps"),
+        (Strategy::Confidence, 32, None, 1.0, "confidence, 32 steps"),
+        (Strategy::Confidence, 32, Some(8), 1.0, "confidence, 32 steps, blocks of 8"),
+        (Strategy::Threshold, 32, None, 1.0, "threshold 0.9, 32 steps"),
+        (Strategy::Random, 10, None, 1.3, "random, 10 steps, repetition penalty 1.3"),
+        (Strategy::Confidence, 32, None, 1.3, "confidence, 32 steps, repetition penalty 1.3"),
     ];
-    for (strategy, steps, block_length, label) in runs {
+    for (strategy, steps, block_length, repetition_penalty, label) in runs {
         let (mut all, mut each) = (Vec::new(), 0.0);
         for (i, p) in prompts.iter().enumerate() {
             let canvas = Canvas::from_prompt(&m.codec, p, 32, m.config().max_sequence_len())?;
-            let opts = SampleOptions { strategy, steps, block_length, seed: i as u64, ..Default::default() };
+            let opts = SampleOptions { strategy, steps, block_length, repetition_penalty, seed: i as u64, ..Default::default() };
             let out = diffusion::generate(&m, canvas, &m.codec.banned_ids(), &opts, |_| true)?;
             let toks: Vec<u32> = out.canvas.ids.iter().copied().filter(|&t| !m.codec.is_special(t)).collect();
             each += unigram_entropy(&toks) / prompts.len() as f64;
