@@ -86,7 +86,7 @@ def mask_batch(x, mask_id, gen, t=None, max_prefix=16, eps=0.05):
     dev = x.device
     if t is None:
         t = eps + (1 - eps) * torch.rand(b, generator=gen, device=dev)
-    else:
+    elif not torch.is_tensor(t):
         t = torch.full((b,), float(t), device=dev)
     p = torch.randint(0, max_prefix + 1, (b,), generator=gen, device=dev) if max_prefix else torch.zeros(b, dtype=torch.long, device=dev)
     pos = torch.arange(seq, device=dev)[None, :]

@@ -131,7 +131,7 @@ def main():
         starts = torch.randint(0, chunks, (args.batch,), generator=gen) * body
         x = windows(train, starts, args.seq, cls_id, sep_id)
         t = 0.05 + (t_max - 0.05) * torch.rand(args.batch, generator=gen)
-        inp, m, _, _ = mask_batch(x, mask_id, gen, t=None, max_prefix=16) if t_max >= 1 else _masked_at(x, mask_id, gen, t)
+        inp, m, _, _ = mask_batch(x, mask_id, gen, t=None if t_max >= 1 else t)
         loss = torch.nn.functional.cross_entropy(model(input_ids=inp).logits[m], x[m])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -148,16 +148,6 @@ def main():
             model.save_pretrained(ckpt)
             tok.save(os.path.join(ckpt, "tokenizer.json"))
             torch.save({"optimizer": opt.state_dict(), "step": step}, os.path.join(args.out, "trainer.pt"))
-
-
-def _masked_at(x, mask_id, gen, t):
-    """mask_batch with per-sequence rates t already drawn (the curriculum's narrower range)."""
-    b, seq = x.shape
-    p = torch.randint(0, 17, (b,), generator=gen)
-    pos = torch.arange(seq)[None, :]
-    maskable = (pos > p[:, None]) & (pos < seq - 1)
-    m = (torch.rand(b, seq, generator=gen) < t[:, None]) & maskable
-    return x.masked_fill(m, mask_id), m, t, maskable.sum(1)
 
 
 if __name__ == "__main__":
