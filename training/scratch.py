@@ -5,6 +5,8 @@ watching whether it leaves the unigram plateau (`shared/notes/pretraining.md`: 1
 160–2,400 steps never did).
 
     python training/scratch.py --minutes 120 --threads 1 --out training/runs/scratch-cpu
+    python training/scratch.py --hidden 512 --layers 8 --heads 8 --seq 256 --batch 128 \
+        --bf16 --compile --minutes 8 --out /tmp/scratch-gpu                      # a lent GPU
 
 Levers this run combines, each chosen because the plateau note names it as untested:
 - **aligned windows** (consecutive chunks of `seq − 2` tokens; session 2 found random offsets
@@ -44,7 +46,8 @@ def probe(model, stream, seq, ids, t, n=32, seed=0xC0DE):
     model.eval()
     with torch.no_grad():
         inp, m, _, _ = mask_batch(x, mask_id, gen, t=t, max_prefix=0)
-        logits = model(input_ids=inp).logits
+        dev = next(model.parameters()).device
+        logits = model(input_ids=inp.to(dev)).logits.float().cpu()
         ce = torch.nn.functional.cross_entropy(logits[m], x[m]).item()
     model.train()
     return ce
@@ -75,8 +78,11 @@ def main():
     ap.add_argument("--t-start", type=float, default=0.25, help="t_max at step 0 of the curriculum")
     ap.add_argument("--curriculum", type=int, default=4000, help="steps for t_max to reach 1 (0: none)")
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
 
     tok = Tokenizer.from_file(args.tokenizer)
@@ -108,7 +114,8 @@ def main():
             bos_token_id=cls_id, eos_token_id=sep_id, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
             tie_word_embeddings=True)
         model = RobertaPreLayerNormForMaskedLM(cfg)
-    model.train()
+    model.to(device).train()
+    fwd = torch.compile(model) if args.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
     step = 0
     if resume:
@@ -129,10 +136,13 @@ def main():
             g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         t_max = 1.0 if not args.curriculum else min(1.0, args.t_start + (1 - args.t_start) * step / args.curriculum)
         starts = torch.randint(0, chunks, (args.batch,), generator=gen) * body
-        x = windows(train, starts, args.seq, cls_id, sep_id)
+        x = windows(train, starts, args.seq, cls_id, sep_id).to(device)
         t = 0.05 + (t_max - 0.05) * torch.rand(args.batch, generator=gen)
-        inp, m, _, _ = mask_batch(x, mask_id, gen, t=None if t_max >= 1 else t)
-        loss = torch.nn.functional.cross_entropy(model(input_ids=inp).logits[m], x[m])
+        inp, m, _, _ = mask_batch(x.cpu(), mask_id, gen, t=None if t_max >= 1 else t)
+        inp, m = inp.to(device), m.to(device)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = fwd(input_ids=inp).logits
+        loss = torch.nn.functional.cross_entropy(logits[m].float(), x[m])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
