@@ -22,10 +22,14 @@ sits clearly below the unigram line; one on the plateau sits on it. Resumable li
 """
 import argparse
 import json
+import lzma
 import math
 import os
+import shutil
 import sys
 import time
+
+import numpy as np
 
 import torch
 from tokenizers import Tokenizer
@@ -78,6 +82,9 @@ def main():
     ap.add_argument("--t-start", type=float, default=0.25, help="t_max at step 0 of the curriculum")
     ap.add_argument("--curriculum", type=int, default=4000, help="steps for t_max to reach 1 (0: none)")
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--tokens", default="", help="pre-tokenized train/valid streams (.npz, optionally .xz) from --pretokenize")
+    ap.add_argument("--pretokenize", default="", help="write the train/valid streams in --tokenizer to this .npz.xz and exit")
+    ap.add_argument("--export", default="", help="at the end, also write the model (bf16) and tokenizer here (a device run's $OUT)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU)")
     args = ap.parse_args()
@@ -91,8 +98,18 @@ def main():
     ids = tuple(tok.token_to_id(s) for s in ("<s>", "</s>", "<mask>"))
     cls_id, sep_id, mask_id = ids
     cache = os.path.join(args.out, "streams.pt")
+    if args.pretokenize:
+        streams = {n: token_stream(tok, os.path.join(HERE, "data", f"{n}.txt"), sep_id).numpy().astype(np.uint16) for n in ("train", "valid")}
+        with lzma.open(args.pretokenize, "wb", preset=9) as f:
+            np.savez(f, **streams)
+        print(f"{args.pretokenize}: {len(streams['train'])} train / {len(streams['valid'])} valid tokens", file=sys.stderr)
+        return
     os.makedirs(args.out, exist_ok=True)
-    if os.path.exists(cache):
+    if args.tokens:
+        with (lzma.open(args.tokens) if args.tokens.endswith(".xz") else open(args.tokens, "rb")) as f:
+            z = np.load(f)
+            train, valid = (torch.from_numpy(z[n].astype(np.int64)) for n in ("train", "valid"))
+    elif os.path.exists(cache):
         train, valid = torch.load(cache)
     else:
         train = token_stream(tok, os.path.join(HERE, "data", "train.txt"), sep_id)
@@ -158,6 +175,13 @@ def main():
             model.save_pretrained(ckpt)
             tok.save(os.path.join(ckpt, "tokenizer.json"))
             torch.save({"optimizer": opt.state_dict(), "step": step}, os.path.join(args.out, "trainer.pt"))
+    if args.export:
+        # The weights as they are at the end (bf16: half the bytes), with the tokenizer and
+        # the log, for `unmask convert`; the run's own checkpoints stay in --out.
+        shutil.rmtree(args.export, ignore_errors=True)
+        model.to(torch.bfloat16).save_pretrained(args.export, safe_serialization=True, max_shard_size="15MB")
+        tok.save(os.path.join(args.export, "tokenizer.json"))
+        shutil.copy(os.path.join(args.out, "log.jsonl"), args.export)
 
 
 if __name__ == "__main__":
