@@ -9,9 +9,9 @@ const MODEL = '/target/models/fixture.gguf';
 const CPU_MODEL = '/target/models/fixture-q8-values.gguf';
 const out = {};
 
-async function tokens(lm) {
+async function tokens(lm, extra = {}) {
   let last;
-  for await (const s of lm.generate('The cat', { length: 24, steps: 6, seed: 3, topK: 1 })) last = s;
+  for await (const s of lm.generate('The cat', { length: 24, steps: 6, seed: 3, topK: 1, ...extra })) last = s;
   return Array.from(last.ids);
 }
 
@@ -25,6 +25,10 @@ try {
   out.cpuDevice = cpu.device;
   out.gpuIds = await tokens(gpu);
   out.cpuIds = await tokens(cpu);
+  // The repetition penalty runs on the GPU before its top-k (a penalize kernel): same tokens.
+  out.gpuPenalized = await tokens(gpu, { repetitionPenalty: 1.5, strategy: 'confidence' });
+  out.cpuPenalized = await tokens(cpu, { repetitionPenalty: 1.5, strategy: 'confidence' });
+  out.gpuPlainConfidence = await tokens(gpu, { strategy: 'confidence' });
   // Infill and edit go through the same step path.
   let last;
   for await (const s of gpu.infill('The [MASK:3] sat on the [MASK].', { steps: 4, strategy: 'confidence', topK: 1 })) last = s;

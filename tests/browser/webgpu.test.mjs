@@ -17,6 +17,8 @@ test('WebGPU is picked where the page has it, and agrees with the CPU path', asy
   assert.equal(r.fallbackReason, null);
   assert.equal(r.cpuDevice, 'wasm');
   assert.deepEqual(r.gpuIds, r.cpuIds, 'greedy tokens on WebGPU and on the CPU');
+  assert.deepEqual(r.gpuPenalized, r.cpuPenalized, 'greedy tokens with a repetition penalty');
+  assert.notDeepEqual(r.gpuPenalized, r.gpuPlainConfidence, 'the penalty changed the text');
   assert.equal(r.infillMasked, 0);
   assert.deepEqual(r.wholeRows, { masked: 0, ids: r.gpuIds.length - 12, candidates: true });
   assert.deepEqual(h.offsite, []);
