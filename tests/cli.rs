@@ -157,3 +157,17 @@ fn missing_or_misshapen_tensors_are_named() {
     let (_, e) = text(&o);
     assert!(!o.status.success() && e.contains(victim) && e.contains("shape"), "{e}");
 }
+
+#[test]
+fn device_option_errors_are_clear() {
+    let m = fx("bert");
+    let o = unmask(&["generate", "-m", &m, "-p", "The cat", "-n", "4", "--device", "tpu"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("unknown device `tpu`"), "{}", text(&o).1);
+    // This test binary is built without the webgpu feature (cargo test's default features).
+    if !cfg!(feature = "webgpu") {
+        let o = unmask(&["generate", "-m", &m, "-p", "The cat", "-n", "4", "--device", "gpu"]);
+        assert!(!o.status.success());
+        assert!(text(&o).1.contains("--features webgpu"), "{}", text(&o).1);
+    }
+}

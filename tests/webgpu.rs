@@ -263,24 +263,12 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
     // The sampler fed the GPU's ranking, and fed the GPU's whole logit rows: same tokens.
     use unmask::diffusion::{self, Canvas, Denoiser, SampleOptions};
     struct Whole<'a>(&'a GpuEncoder, usize);
-    struct Ranking<'a>(&'a GpuEncoder, usize);
     impl Denoiser for Whole<'_> {
         fn vocab_size(&self) -> usize {
             self.1
         }
         fn logits(&self, ids: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
             self.0.logits_at_blocking(ids, positions)
-        }
-    }
-    impl Denoiser for Ranking<'_> {
-        fn vocab_size(&self) -> usize {
-            self.1
-        }
-        fn logits(&self, _: &[u32], _: &[usize]) -> unmask::Result<Vec<f32>> {
-            panic!("the ranked path must not ask for whole rows")
-        }
-        fn ranked(&self, ids: &[u32], positions: &[usize], s: &unmask::diffusion::Scoring) -> unmask::Result<Option<unmask::diffusion::Ranked>> {
-            self.0.ranked_at_blocking(ids, positions, s).map(Some)
         }
     }
     let model = Model::load(&fixture("bert")).unwrap();
@@ -299,8 +287,28 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
             .unwrap();
             (out.canvas.ids, steps)
         };
-        assert_eq!(run(&Ranking(&e, vocab)), run(&Whole(&e, vocab)), "{strategy} penalty {repetition_penalty}");
+        // The encoder itself is the ranking backend.
+        assert_eq!(run(&e), run(&Whole(&e, vocab)), "{strategy} penalty {repetition_penalty}");
     }
+}
+
+#[test]
+fn the_cli_generates_on_the_gpu_like_on_the_cpu() {
+    // `unmask generate --device gpu`: greedy, so the same text as the CPU's.
+    let dir = fixture("roberta-prelayernorm");
+    let run = |device: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
+            .args(["generate", "-m", dir.to_str().unwrap(), "-p", "The cat", "-n", "12", "--steps", "4", "--top-k", "1"])
+            .args(["--strategy", "confidence", "--repetition-penalty", "1.3", "--device", device])
+            .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{device}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let gpu = run("gpu");
+    assert!(gpu.trim().len() > "The cat".len());
+    assert_eq!(gpu, run("cpu"));
 }
 
 #[test]

@@ -435,3 +435,18 @@ impl GpuEncoder {
         pollster::block_on(self.logits_at(ids, positions))
     }
 }
+
+/// Natively a [`GpuEncoder`] is a sampler backend (blocking on each step's readback) that
+/// ranks on the GPU: a step reads back each row's top-k, not its logits.
+#[cfg(not(target_arch = "wasm32"))]
+impl crate::diffusion::Denoiser for GpuEncoder {
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+    fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.logits_at_blocking(ids, positions)
+    }
+    fn ranked(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Option<Ranked>> {
+        self.ranked_at_blocking(ids, positions, s).map(Some)
+    }
+}

@@ -119,6 +119,10 @@ struct GenerateArgs {
     /// Print the canvas after every step, masks shown as [MASK].
     #[arg(long)]
     show_steps: bool,
+    /// cpu, or gpu: the WGSL kernels through wgpu on this machine's Vulkan, Metal or DX12
+    /// (builds with `--features webgpu`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -239,7 +243,29 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
     if a.steps == 0 {
         return Err(Error::options("steps must be at least 1"));
     }
+    if !["cpu", "gpu"].contains(&a.device.as_str()) {
+        return Err(Error::options(format!("unknown device `{}` (cpu, gpu)", a.device)));
+    }
+    if a.device == "gpu" && !cfg!(feature = "webgpu") {
+        return Err(Error::Device("this build has no GPU kernels: build it with `--features webgpu`".into()));
+    }
     let model = load(&a.model)?;
+    #[cfg(feature = "webgpu")]
+    let gpu = match a.device.as_str() {
+        "gpu" => {
+            let g = unmask::backend::webgpu::Gpu::new_blocking()?;
+            eprintln!("GPU: {}", g.adapter);
+            Some(unmask::backend::webgpu::GpuEncoder::new(g, &model.encoder, Some(&model.store))?)
+        }
+        _ => None,
+    };
+    #[cfg(feature = "webgpu")]
+    let denoiser: &dyn diffusion::Denoiser = match &gpu {
+        Some(g) => g,
+        None => &model,
+    };
+    #[cfg(not(feature = "webgpu"))]
+    let denoiser: &dyn diffusion::Denoiser = &model;
     let max = model.config().max_sequence_len();
     let canvas = match (&a.prompt, &a.infill) {
         (Some(p), None) => Canvas::from_prompt(&model.codec, p, a.length, max)?,
@@ -263,7 +289,7 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
     }
     let t0 = Instant::now();
     let mut last = Instant::now();
-    let outcome = diffusion::generate(&model, canvas, &model.codec.banned_ids(), &opts, |s| {
+    let outcome = diffusion::generate(denoiser, canvas, &model.codec.banned_ids(), &opts, |s| {
         if a.show_steps {
             let ms = last.elapsed().as_secs_f64() * 1000.0;
             last = Instant::now();
