@@ -96,6 +96,28 @@ def mask_batch(x, mask_id, gen, t=None, max_prefix=16, eps=0.05):
     return inp, m, t, maskable.sum(1)
 
 
+def train_step(model, fwd, opt, inp, x, m, device, bf16):
+    """One optimizer step on the masked CE of `m`'s positions (bf16 autocast when asked,
+    gradients clipped to 1). `fwd` is the model or its torch.compile'd form; a compiler
+    failure must not cost a device run, so it falls back to eager `model`. Returns the loss
+    and the forward to use from now on."""
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        try:
+            logits = fwd(input_ids=inp).logits
+        except Exception as e:
+            if fwd is model:
+                raise
+            print(f"torch.compile failed ({e!r:.300}); continuing without it", file=sys.stderr)
+            fwd = model
+            logits = fwd(input_ids=inp).logits
+    loss = torch.nn.functional.cross_entropy(logits[m].float(), x[m])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss, fwd
+
+
 def elbo_eval(model, stream, seq, ids, device, n=32):
     stream = stream.cpu()
     """exp of the 1/t-weighted masked CE per maskable token, averaged over t = 0.1 … 1.0."""
@@ -238,20 +260,7 @@ def main():
         starts = torch.randint(0, len(train), (args.batch,), generator=gen, device=device)
         x = windows(train, starts, args.seq, cls_id, sep_id)
         inp, m, t, _ = mask_batch(x, mask_id, gen)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
-            try:
-                logits = fwd(input_ids=inp).logits
-            except Exception as e:  # a compiler failure must not cost a device run: go on eagerly
-                if fwd is model:
-                    raise
-                print(f"torch.compile failed ({e!r:.300}); continuing without it", file=sys.stderr)
-                fwd = model
-                logits = fwd(input_ids=inp).logits
-        loss = torch.nn.functional.cross_entropy(logits[m].float(), x[m])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss, fwd = train_step(model, fwd, opt, inp, x, m, device, args.bf16)
         step += 1
         if step % args.print_every == 0:
             print(f"step {step} loss {loss.item():.4f} ({(time.time() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)

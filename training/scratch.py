@@ -35,7 +35,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
 
-from finetune import mask_batch, token_stream, windows
+from finetune import mask_batch, token_stream, train_step, windows
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -157,13 +157,7 @@ def main():
         t = 0.05 + (t_max - 0.05) * torch.rand(args.batch, generator=gen)
         inp, m, _, _ = mask_batch(x.cpu(), mask_id, gen, t=None if t_max >= 1 else t)
         inp, m = inp.to(device), m.to(device)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.bf16):
-            logits = fwd(input_ids=inp).logits
-        loss = torch.nn.functional.cross_entropy(logits[m].float(), x[m])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss, fwd = train_step(model, fwd, opt, inp, x, m, device, args.bf16)
         step += 1
         if step % args.eval_every == 0:
             rec = {"step": step, "loss": round(loss.item(), 4), "t_max": round(t_max, 3),

@@ -290,7 +290,7 @@ impl GpuEncoder {
         let s = self.scratch("residual", if keep { rows * h } else { 1 });
         let flags = r.is_some() as u32 | ((keep as u32) << 1);
         let params = [rows as u32, h as u32, n.eps.to_bits(), flags, 0, 0, 0, 0];
-        let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
+        let groups = Gpu::groups_for_rows(rows);
         self.gpu.dispatch(rec, "layer_norm", &[x, r.unwrap_or(x), &n.g, &n.b, &y, &s], params, groups);
         (y, keep.then_some(s))
     }
@@ -364,7 +364,7 @@ impl GpuEncoder {
         let stride = 2 * k + 1;
         let top = self.scratch("top k", rows * stride);
         let ban = g.upload_u32("banned", &s.banned);
-        let groups = if rows <= 65_535 { (rows as u32, 1) } else { (65_535, rows.div_ceil(65_535) as u32) };
+        let groups = Gpu::groups_for_rows(rows);
         let params = [rows as u32, vocab as u32, k as u32, (1.0 / t).to_bits(), s.banned.len() as u32, 0, 0, 0];
         g.dispatch(&mut rec, "top_k", &[&logits, &ban, &top], params, groups);
         let words = g.read(rec, &top, rows * stride).await;

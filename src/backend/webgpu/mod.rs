@@ -188,7 +188,13 @@ impl Gpu {
 
     /// Workgroups for `n` elements in groups of 64, folded into y past the 65,535 limit of x.
     pub fn groups_for(n: usize) -> (u32, u32) {
-        let g = n.div_ceil(64) as u32;
+        Self::groups_for_rows(n.div_ceil(64))
+    }
+
+    /// One workgroup per row, folded into y past the 65,535 limit of x (kernels index the
+    /// row as `wid.x + wid.y · 65535`).
+    pub fn groups_for_rows(rows: usize) -> (u32, u32) {
+        let g = rows as u32;
         if g <= 65_535 {
             (g, 1)
         } else {
