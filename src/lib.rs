@@ -3,11 +3,13 @@
 //! - [`model`]: configuration, weight loading (Hugging Face safetensors, GGUF), the encoder.
 //! - [`diffusion`]: masking schedules, the samplers, infill templates.
 //! - [`backend`]: where the heavy ops run.
+//! - [`options`]: every caller-facing option, defined once.
 
 pub mod backend;
 pub mod diffusion;
 pub mod error;
 pub mod model;
+pub mod options;
 
 pub use error::{Error, Result};
 pub use model::Model;

@@ -143,7 +143,6 @@ fn threshold_commits_everything_that_is_sure() {
 fn bad_options_are_errors() {
     let cases = [
         SampleOptions { steps: 0, ..Default::default() },
-        SampleOptions { steps: 30, ..Default::default() },
         SampleOptions { temperature: 0.0, ..Default::default() },
         SampleOptions { temperature: f32::NAN, ..Default::default() },
         SampleOptions { top_p: 0.0, ..Default::default() },
@@ -241,4 +240,23 @@ fn the_repetition_penalty_keeps_a_one_token_model_from_filling_the_canvas_with_i
     assert_eq!(gen(1.0), [50]);
     let varied = gen(3.0);
     assert!(varied.len() > 1 && varied.contains(&50), "{varied:?}");
+}
+
+#[test]
+fn more_steps_than_masks_is_one_token_per_step() {
+    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
+        for block_length in [None, Some(2)] {
+            let opts = SampleOptions { steps: 10, strategy, block_length, top_k: 1, ..Default::default() };
+            let (steps, end) = run(canvas(2, 4), &opts);
+            assert!(end.masked().is_empty());
+            assert_eq!(steps[0].total, 4, "{opts:?}: the step total says the clamped number");
+            if strategy != Strategy::Threshold {
+                assert_eq!(steps.len(), 4, "{opts:?}");
+                assert!(steps.iter().all(|s| s.revealed.len() == 1), "{opts:?}");
+            }
+        }
+    }
+    // An explicit 0 stays an error.
+    let err = unmask::diffusion::Session::new(canvas(2, 4), &[], &SampleOptions { steps: 0, ..Default::default() });
+    assert!(matches!(err, Err(unmask::Error::Options(m)) if m.contains("steps")));
 }

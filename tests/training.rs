@@ -38,7 +38,7 @@ fn loss_decreases_on_a_synthetic_corpus() {
     // Repeated short sentences: context predicts the masked words.
     let docs: Vec<String> = (0..40).map(|i| format!("the cat number {} sat on the mat and the dog lay by the door.", i % 5)).collect();
     let codec = train_bpe(&docs, 512).unwrap();
-    let opts = TrainOptions { seq_len: 24, batch_size: 8, lr: 3e-3, warmup: 5, total_steps: 80, max_prefix: 4, ..Default::default() };
+    let opts = TrainOptions { seq_len: 24, batch_size: 8, lr: Some(3e-3), warmup: Some(5), steps: 80, max_prefix: 4, ..Default::default() };
     let mut t = Trainer::from_scratch("tiny", codec, &docs, opts).unwrap();
     let first: f32 = (0..5).map(|_| t.step().unwrap().loss).sum::<f32>() / 5.0;
     for _ in 0..60 {
@@ -55,7 +55,7 @@ fn save_load_gives_identical_logits_and_resume_continues_the_schedule() {
     let ck = dir.path().join("ck");
     let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
     let docs = sample_docs();
-    let opts = TrainOptions { total_steps: 20, warmup: 4, ..small_opts() };
+    let opts = TrainOptions { steps: 20, warmup: Some(4), ..small_opts() };
     let mut t = Trainer::new(&model, &docs, opts).unwrap();
     for _ in 0..6 {
         t.step().unwrap();
@@ -118,8 +118,8 @@ fn nan_loss_stops_training_and_keeps_the_weights() {
     let mut t = Trainer::new(&model, &sample_docs(), small_opts()).unwrap();
     t.step().unwrap();
     // Force divergence past validation: an absurd learning rate overflows the weights.
-    t.options.lr = 1e30;
-    t.options.warmup = 0;
+    t.options.lr = Some(1e30);
+    t.options.warmup = Some(0);
     t.options.clip = 0.0;
     for _ in 0..4 {
         let before = t.safetensors_bytes().unwrap();
@@ -177,9 +177,9 @@ fn aligned_windows_leave_the_unigram_plateau_on_natural_text() {
         let opts = TrainOptions {
             seq_len: 66,
             batch_size: 8,
-            lr: 3e-3,
-            warmup: 10,
-            total_steps: 1000,
+            lr: Some(3e-3),
+            warmup: Some(10),
+            steps: 1000,
             valid_fraction: 0.0,
             windows,
             ..Default::default()
@@ -204,7 +204,7 @@ fn an_interrupted_checkpoint_write_leaves_the_previous_one_usable() {
     let ck = root.path().join("ck");
     let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
     let docs = sample_docs();
-    let mut t = Trainer::new(&model, &docs, TrainOptions { total_steps: 20, ..small_opts() }).unwrap();
+    let mut t = Trainer::new(&model, &docs, TrainOptions { steps: 20, ..small_opts() }).unwrap();
     for _ in 0..3 {
         t.step().unwrap();
     }

@@ -13,8 +13,9 @@ use crate::backend::cpu;
 use crate::error::{Error, Result};
 use crate::model::Encoder;
 
+/// Written as `continuous` (ε = 0.05), `continuous:ε` or `steps:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[serde(try_from = "String", into = "String")]
 pub enum MaskSchedule {
     /// t uniform on {1/n, 2/n, …, 1}: the rates a linear n-step generation visits.
     Steps { n: usize },
@@ -22,9 +23,38 @@ pub enum MaskSchedule {
     Continuous { eps: f32 },
 }
 
+impl MaskSchedule {
+    pub const DEFAULT: MaskSchedule = MaskSchedule::Continuous { eps: 0.05 };
+    /// What [`std::str::FromStr`] reads, for the options' help.
+    pub const FORM: &'static str = "continuous, continuous:ε or steps:N";
+}
+
 impl Default for MaskSchedule {
     fn default() -> Self {
-        MaskSchedule::Continuous { eps: 0.05 }
+        Self::DEFAULT
+    }
+}
+
+impl std::fmt::Display for MaskSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            MaskSchedule::Continuous { eps } if eps == 0.05 => f.write_str("continuous"),
+            MaskSchedule::Continuous { eps } => write!(f, "continuous:{eps}"),
+            MaskSchedule::Steps { n } => write!(f, "steps:{n}"),
+        }
+    }
+}
+
+impl From<MaskSchedule> for String {
+    fn from(s: MaskSchedule) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for MaskSchedule {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
     }
 }
 
@@ -32,16 +62,22 @@ impl std::str::FromStr for MaskSchedule {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         if s == "continuous" {
-            return Ok(MaskSchedule::Continuous { eps: 0.05 });
+            return Ok(Self::DEFAULT);
+        }
+        if let Some(e) = s.strip_prefix("continuous:") {
+            return match e.parse::<f32>() {
+                Ok(eps) if eps > 0.0 && eps < 1.0 => Ok(MaskSchedule::Continuous { eps }),
+                _ => Err(Error::options(format!("schedule `{s}`: ε must be in (0, 1)"))),
+            };
         }
         if let Some(n) = s.strip_prefix("steps:") {
             let n: usize = n.parse().map_err(|_| Error::options(format!("bad schedule `{s}`")))?;
             if n == 0 {
-                return Err(Error::options("steps:N needs N ≥ 1"));
+                return Err(Error::options(format!("schedule `{s}`: steps:N needs N ≥ 1")));
             }
             return Ok(MaskSchedule::Steps { n });
         }
-        Err(Error::options(format!("unknown schedule `{s}` (continuous or steps:N)")))
+        Err(Error::options(format!("unknown schedule `{s}` ({})", Self::FORM)))
     }
 }
 

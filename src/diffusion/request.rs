@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::corpus::split_documents;
 use super::{Canvas, SampleOptions, Session, TrainOptions, Trainer};
 use crate::error::{Error, Result};
+use crate::options::OptionSet;
 use crate::Model;
 
 #[derive(Debug, Deserialize)]
@@ -37,8 +38,9 @@ pub struct GenerateRequest {
     /// Positions to re-mask in `canvas` (edit in place).
     #[serde(default)]
     pub remask: Vec<usize>,
+    /// Checked against [`SampleOptions`]' definitions (see [`crate::options`]).
     #[serde(default)]
-    pub options: SampleOptions,
+    pub options: serde_json::Value,
 }
 
 /// Parses a JSON request; a malformed one is an options error naming the field.
@@ -76,7 +78,8 @@ impl GenerateRequest {
             })?;
             canvas.pin(at, &ids)?;
         }
-        Session::new(canvas, &codec.banned_ids(), &self.options)
+        let options = SampleOptions::from_value(self.options, "sampling options")?;
+        Session::new(canvas, &codec.banned_ids(), &options)
     }
 }
 
@@ -86,31 +89,29 @@ impl GenerateRequest {
 pub struct TrainRequest {
     /// `finetune` the loaded model, or `scratch` (a new tokenizer and model).
     pub mode: String,
+    /// The size of a model from scratch.
     #[serde(default = "default_size")]
     pub size: String,
-    #[serde(default = "default_vocab")]
-    pub vocab: usize,
+    /// Checked against [`TrainOptions`]' definitions (see [`crate::options`]).
     #[serde(default)]
-    pub options: TrainOptions,
+    pub options: serde_json::Value,
 }
 
 fn default_size() -> String {
     "tiny".into()
 }
-fn default_vocab() -> usize {
-    1024
-}
 
 impl TrainRequest {
     pub fn into_trainer(self, model: &Model, corpus: &str) -> Result<Trainer> {
         let docs = split_documents(corpus);
+        let options = TrainOptions::from_value(self.options, "training options")?;
         match self.mode.as_str() {
-            "finetune" => Trainer::new(model, &docs, self.options),
+            "finetune" => Trainer::new(model, &docs, options),
             "scratch" => {
                 // Options are checked before the (slow) tokenizer training.
-                self.options.validate(usize::MAX)?;
-                let codec = crate::model::bpe::train_bpe(&docs, self.vocab)?;
-                Trainer::from_scratch(&self.size, codec, &docs, self.options)
+                options.validate(usize::MAX)?;
+                let codec = crate::model::bpe::train_bpe(&docs, options.vocab)?;
+                Trainer::from_scratch(&self.size, codec, &docs, options)
             }
             m => Err(Error::options(format!("mode must be `finetune` or `scratch`, got `{m}`"))),
         }

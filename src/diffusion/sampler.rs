@@ -1,12 +1,14 @@
 //! The denoising loop: strategies, blocks, and the per-step report.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::canvas::Canvas;
 use super::rng::Rng;
 use super::sampling::{pick, pick_ranked, Pick, Ranked, SamplingParams, Scoring};
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
+use crate::options::{gt, le, Kind, OptionSet, MAX_SAFE_INTEGER};
+use crate::{choice_enum, options};
 
 /// Anything that maps a canvas to logits at chosen positions (the encoder, or a test double).
 pub trait Denoiser {
@@ -33,71 +35,50 @@ impl Denoiser for crate::model::Model {
     }
 }
 
-/// Which proposals a step commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    /// Commit a random subset of the proposals (the classic recipe).
-    #[default]
-    Random,
-    /// Commit the most confident proposals (LLaDA's low-confidence remasking).
-    Confidence,
-    /// Commit every proposal whose confidence reaches `threshold`, and at least the
-    /// schedule's share (Fast-dLLM); may finish in fewer steps.
-    Threshold,
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "random" => Ok(Self::Random),
-            "confidence" => Ok(Self::Confidence),
-            "threshold" => Ok(Self::Threshold),
-            other => Err(Error::options(format!("unknown strategy `{other}` (random, confidence, threshold)"))),
-        }
+choice_enum! {
+    /// Which proposals a step commits.
+    pub enum Strategy {
+        /// Commit a random subset of the proposals (the classic recipe).
+        Random = "random",
+        /// Commit the most confident proposals (LLaDA's low-confidence remasking).
+        Confidence = "confidence",
+        /// Commit every proposal whose confidence reaches `threshold`, and at least the
+        /// schedule's share (Fast-dLLM); may finish in fewer steps.
+        Threshold = "threshold",
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
-pub struct SampleOptions {
-    pub steps: usize,
-    pub strategy: Strategy,
-    pub schedule: Schedule,
-    /// Confidence needed by [`Strategy::Threshold`].
-    pub threshold: f32,
-    /// Semi-autoregressive blocks: masked positions are filled left to right in groups of
-    /// this many, each group with its share of the steps.
-    pub block_length: Option<usize>,
-    pub temperature: f32,
-    /// Repetition penalty for ids already on the canvas (prompt included), as in
-    /// `transformers`: logits divided by it (multiplied when negative). 1 is off; ~1.2–1.5
-    /// stops a weak model's confidence decoding from filling the canvas with one phrase.
-    pub repetition_penalty: f32,
-    /// 0 disables top-k.
-    pub top_k: usize,
-    pub top_p: f32,
-    pub seed: u64,
-    /// Top candidates reported per revealed token.
-    pub candidates: usize,
-}
-
-impl Default for SampleOptions {
-    fn default() -> Self {
-        Self {
-            steps: 10,
-            strategy: Strategy::Random,
-            schedule: Schedule::Linear,
-            threshold: 0.9,
-            block_length: None,
-            temperature: 1.0,
-            repetition_penalty: 1.0,
-            top_k: 50,
-            top_p: 0.95,
-            seed: 0,
-            candidates: 0,
-        }
+options! {
+    /// How a generation samples: the one definition of these options' names, defaults and
+    /// ranges (the CLI's flags, the package's checks and types and the demo derive from it).
+    pub struct SampleOptions {
+        /// Denoising steps; more steps than tokens to fill is the number of tokens to fill.
+        steps: usize = 10, Kind::int(1, 4096);
+        /// Which proposals a step commits: random (the classic recipe), confidence (the most
+        /// confident first) or threshold (every proposal at least as confident as the threshold).
+        strategy: Strategy = Strategy::Random, Kind::choice(Strategy::NAMES);
+        /// How the mask rate falls over the steps: linear (an equal share per step) or cosine
+        /// (few tokens early, more later).
+        schedule: Schedule = Schedule::Linear, Kind::choice(Schedule::NAMES);
+        /// Confidence a proposal needs under the threshold strategy.
+        threshold: f32 = 0.9, Kind::real(gt(0.0), le(1.0));
+        /// Fill the masks left to right in blocks of this many tokens (semi-autoregressive),
+        /// each block with its share of the steps; by default one block.
+        block_length: Option<usize> = None, Kind::int(1, 1 << 16);
+        /// Softmax temperature of the proposals.
+        temperature: f32 = 1.0, Kind::real(gt(0.0), le(f64::INFINITY));
+        /// Penalty for ids already on the canvas, prompt included (transformers'
+        /// repetition_penalty: their logits are divided by it, multiplied when negative);
+        /// 1 is off, 1.2-1.5 keeps a small model's confidence decoding from repeating a phrase.
+        repetition_penalty: f32 = 1.0, Kind::real(gt(0.0), le(f64::INFINITY));
+        /// Sample among the k most likely tokens; 0 turns top-k off.
+        top_k: usize = 50, Kind::int(0, 1 << 20);
+        /// Sample among the most likely tokens whose probabilities add up to p (nucleus).
+        top_p: f32 = 0.95, Kind::real(gt(0.0), le(1.0));
+        /// The same seed and options give the same text.
+        seed: u64 = 0, Kind::int(0, MAX_SAFE_INTEGER);
+        /// Top candidates reported per revealed token.
+        candidates: usize = 0, Kind::int(0, 64);
     }
 }
 
@@ -107,34 +88,7 @@ impl SampleOptions {
         if masks == 0 {
             return Err(Error::input("nothing to generate: the canvas has no masked position"));
         }
-        if self.steps == 0 {
-            return Err(Error::options("steps must be at least 1"));
-        }
-        if self.steps > masks {
-            return Err(Error::options(format!(
-                "steps ({}) exceeds the number of masked tokens ({masks}); every step must reveal one",
-                self.steps
-            )));
-        }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(Error::options(format!("temperature must be > 0, got {}", self.temperature)));
-        }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err(Error::options(format!("repetition penalty must be > 0, got {}", self.repetition_penalty)));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::options(format!("top-p must be in (0, 1], got {}", self.top_p)));
-        }
-        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            return Err(Error::options(format!("threshold must be in (0, 1], got {}", self.threshold)));
-        }
-        if self.block_length == Some(0) {
-            return Err(Error::options("block length must be at least 1"));
-        }
-        if self.candidates > 64 {
-            return Err(Error::options("at most 64 candidates per token"));
-        }
-        Ok(())
+        self.check()
     }
 }
 
@@ -414,9 +368,13 @@ pub fn generate<D: Denoiser + ?Sized>(
     canvas: Canvas,
     banned: &[u32],
     opts: &SampleOptions,
-    mut on_step: impl FnMut(&Step) -> bool,
+    on_step: impl FnMut(&Step) -> bool,
 ) -> Result<Outcome> {
-    let mut session = Session::new(canvas, banned, opts)?;
+    run(model, Session::new(canvas, banned, opts)?, on_step)
+}
+
+/// Runs `session` to the end. `on_step` sees every step and returns `false` to stop.
+pub fn run<D: Denoiser + ?Sized>(model: &D, mut session: Session, mut on_step: impl FnMut(&Step) -> bool) -> Result<Outcome> {
     while let Some(s) = session.step(model)? {
         if !on_step(&s) && !s.done {
             let steps = session.steps_done();

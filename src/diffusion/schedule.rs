@@ -1,16 +1,13 @@
 //! How many masks remain after each denoising step.
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    /// The mask rate falls linearly: with 10 steps, 1.0, 0.9, …, 0.1 before each step (the
-    /// classic recipe), an equal share of tokens revealed per step.
-    #[default]
-    Linear,
-    /// Mask rate cos(π/2 · s/n): few tokens early, when context is thin, more later.
-    Cosine,
+crate::choice_enum! {
+    pub enum Schedule {
+        /// The mask rate falls linearly: with 10 steps, 1.0, 0.9, …, 0.1 before each step (the
+        /// classic recipe), an equal share of tokens revealed per step.
+        Linear = "linear",
+        /// Mask rate cos(π/2 · s/n): few tokens early, when context is thin, more later.
+        Cosine = "cosine",
+    }
 }
 
 impl Schedule {

@@ -13,135 +13,116 @@ use super::objective::{loss_terms, mask_batch, MaskSchedule};
 use super::rng::Rng;
 use crate::backend::Mode;
 use crate::error::{Error, Result};
+use crate::options::{ge, gt, le, lt, Kind, OptionSet, MAX_SAFE_INTEGER};
+use crate::{choice_enum, options};
 use crate::model::weights::Stored;
 use crate::model::{init, Encoder, Model, ModelConfig, TextCodec, WeightStore};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Decay {
-    #[default]
-    Cosine,
-    Linear,
-    Constant,
-}
-
-/// Where training windows start in the token stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Windows {
-    /// Consecutive chunks of `seqLen - 2` tokens (the usual packing). A token keeps its
-    /// position in every epoch, so a model can learn text from absolute positions alone: a tiny
-    /// model memorises a paragraph within a few hundred steps (measured in PyTorch on the
-    /// sample corpus: 5.3 → 0.9 nats in 650 steps, where random offsets stay at the unigram
-    /// plateau of ≈ 5.2 nats for 1,100+ steps).
-    #[default]
-    Aligned,
-    /// Any offset: more variety from a small corpus, but the model must first learn relative
-    /// attention from absolute positions, which is the slow part (the plateau).
-    Random,
-}
-
-impl std::str::FromStr for Windows {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "aligned" => Ok(Self::Aligned),
-            "random" => Ok(Self::Random),
-            other => Err(Error::options(format!("windows must be aligned or random, got `{other}`"))),
-        }
+choice_enum! {
+    /// How the learning rate falls after the warm-up.
+    pub enum Decay {
+        Cosine = "cosine",
+        Linear = "linear",
+        Constant = "constant",
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
-pub struct TrainOptions {
-    pub seq_len: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub warmup: usize,
-    /// Length of the learning-rate schedule (training may stop earlier or go on at the floor).
-    pub total_steps: usize,
-    pub decay: Decay,
-    /// The learning rate decays to `lr × min_lr_ratio`.
-    pub min_lr_ratio: f64,
-    pub weight_decay: f64,
-    /// Global gradient-norm clip (0 = off).
-    pub clip: f64,
-    /// Micro-batches per optimizer step.
-    pub accumulate: usize,
-    pub schedule: MaskSchedule,
-    /// Longest kept prefix; each sequence draws 0..=max_prefix.
-    pub max_prefix: usize,
-    pub windows: Windows,
-    pub seed: u64,
-    pub valid_fraction: f64,
-    /// Validation windows scored by `evaluate`.
-    pub eval_sequences: usize,
+choice_enum! {
+    /// Where training windows start in the token stream.
+    pub enum Windows {
+        /// Consecutive chunks of `seqLen - 2` tokens (the usual packing). A token keeps its
+        /// position in every epoch, so a model can learn text from absolute positions alone: a tiny
+        /// model memorises a paragraph within a few hundred steps (measured in PyTorch on the
+        /// sample corpus: 5.3 → 0.9 nats in 650 steps, where random offsets stay at the unigram
+        /// plateau of ≈ 5.2 nats for 1,100+ steps).
+        Aligned = "aligned",
+        /// Any offset: more variety from a small corpus, but the model must first learn relative
+        /// attention from absolute positions, which is the slow part (the plateau).
+        Random = "random",
+    }
 }
 
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self {
-            seq_len: 64,
-            batch_size: 16,
-            lr: 1e-3,
-            warmup: 30,
-            total_steps: 1000,
-            decay: Decay::Cosine,
-            min_lr_ratio: 0.1,
-            weight_decay: 0.01,
-            clip: 1.0,
-            accumulate: 1,
-            schedule: MaskSchedule::default(),
-            max_prefix: 16,
-            windows: Windows::Aligned,
-            seed: 0,
-            valid_fraction: 0.1,
-            eval_sequences: 16,
-        }
+/// The learning rate when none is given: fine-tuning keeps close to the loaded weights, a
+/// fresh tiny model needs a large one to learn within the demo's minute.
+pub const FINETUNE_LR: f64 = 1e-4;
+pub const SCRATCH_LR: f64 = 2e-3;
+
+options! {
+    /// How a training run goes: the one definition of these options (the CLI's `train` flags,
+    /// the package's `train()` options and the demo derive from it).
+    pub struct TrainOptions {
+        /// Tokens per training window, the start and end tokens included.
+        seq_len: usize = 64, Kind::int(4, 4096);
+        /// Windows per micro-batch.
+        batch_size: usize = 16, Kind::int(1, 4096);
+        /// Peak learning rate; by default the mode's: 1e-4 fine-tuning, 2e-3 from scratch.
+        lr: Option<f64> = None, Kind::real(gt(0.0), lt(1.0));
+        /// Steps of linear learning-rate warm-up; by default 5 % of steps, 1 to 200.
+        warmup: Option<usize> = None, Kind::int(0, 1_000_000);
+        /// Optimizer steps; the learning-rate schedule spans them.
+        steps: usize = 200, Kind::int(1, 100_000_000);
+        /// How the learning rate falls after the warm-up.
+        decay: Decay = Decay::Cosine, Kind::choice(Decay::NAMES);
+        /// The learning rate decays to lr × minLrRatio.
+        min_lr_ratio: f64 = 0.1, Kind::real(ge(0.0), le(1.0));
+        /// AdamW's decoupled weight decay (matrices only).
+        weight_decay: f64 = 0.01, Kind::real(ge(0.0), lt(1.0));
+        /// Global gradient-norm clip (0 = off).
+        clip: f64 = 1.0, Kind::real(ge(0.0), le(f64::INFINITY));
+        /// Micro-batches per optimizer step (a larger effective batch in the same memory).
+        accumulate: usize = 1, Kind::int(1, 1024);
+        /// Mask rates trained on: continuous (t ~ U(ε, 1), the 1/t-weighted ELBO) or steps:N
+        /// (t in {1/N, …, 1}, the rates an N-step generation visits).
+        schedule: MaskSchedule = MaskSchedule::DEFAULT, Kind::text(MaskSchedule::FORM);
+        /// Longest kept prefix; each window keeps 0..=maxPrefix tokens unmasked, as a prompt.
+        max_prefix: usize = 16, Kind::int(0, 4096);
+        /// Where windows start: aligned (consecutive chunks: small texts are learnt fast) or
+        /// random offsets.
+        windows: Windows = Windows::Aligned, Kind::choice(Windows::NAMES);
+        /// Seed of the initial weights, the windows and the masks.
+        seed: u64 = 0, Kind::int(0, MAX_SAFE_INTEGER);
+        /// Share of documents held out for evaluation (0: evaluate on the training text).
+        valid_fraction: f64 = 0.1, Kind::real(ge(0.0), lt(1.0));
+        /// Validation windows scored by an evaluation.
+        eval_sequences: usize = 16, Kind::int(1, 100_000);
+        /// Vocabulary of the tokenizer trained on the corpus for a model from scratch.
+        vocab: usize = 512, Kind::int(300, 65_536);
     }
 }
 
 impl TrainOptions {
+    /// Checks the options against a model with a context of `max_len` tokens.
     pub fn validate(&self, max_len: usize) -> Result<()> {
-        let bad = |m: String| Err(Error::options(m));
-        if self.seq_len < 4 || self.seq_len > max_len {
-            return bad(format!("seqLen must be in [4, {max_len}] for this model, got {}", self.seq_len));
-        }
-        if self.batch_size == 0 || self.batch_size > 4096 {
-            return bad(format!("batchSize must be in [1, 4096], got {}", self.batch_size));
-        }
-        if !(self.lr > 0.0 && self.lr < 1.0) {
-            return bad(format!("lr must be in (0, 1), got {}", self.lr));
-        }
-        if self.accumulate == 0 || self.accumulate > 1024 {
-            return bad("accumulate must be in [1, 1024]".into());
-        }
-        if !(0.0..=1.0).contains(&self.min_lr_ratio) || !(0.0..1.0).contains(&self.weight_decay) || self.clip < 0.0 {
-            return bad("minLrRatio in [0, 1], weightDecay in [0, 1), clip ≥ 0".into());
-        }
-        if !(0.0..1.0).contains(&self.valid_fraction) {
-            return bad("validFraction must be in [0, 1)".into());
-        }
-        if let MaskSchedule::Continuous { eps } = self.schedule {
-            if !(eps > 0.0 && eps < 1.0) {
-                return bad("the continuous schedule's eps must be in (0, 1)".into());
-            }
+        self.check()?;
+        if self.seq_len > max_len {
+            return Err(Error::options(format!("seqLen must be in [4, {max_len}] for this model, got {}", self.seq_len)));
         }
         Ok(())
     }
 
+    /// The learning rate and warm-up filled in where they were left to the mode.
+    pub fn resolved(mut self, scratch: bool) -> Self {
+        self.lr.get_or_insert(if scratch { SCRATCH_LR } else { FINETUNE_LR });
+        self.warmup.get_or_insert((self.steps / 20).clamp(1, 200));
+        self
+    }
+
+    fn peak_lr(&self) -> f64 {
+        self.lr.unwrap_or(FINETUNE_LR)
+    }
+
     pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup {
-            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        let (lr, warmup) = (self.peak_lr(), self.warmup.unwrap_or(0));
+        if step < warmup {
+            return lr * (step + 1) as f64 / warmup as f64;
         }
-        let span = self.total_steps.saturating_sub(self.warmup).max(1) as f64;
-        let x = ((step - self.warmup) as f64 / span).min(1.0);
-        let floor = self.lr * self.min_lr_ratio;
+        let span = self.steps.saturating_sub(warmup).max(1) as f64;
+        let x = ((step - warmup) as f64 / span).min(1.0);
+        let floor = lr * self.min_lr_ratio;
         match self.decay {
-            Decay::Constant => self.lr,
-            Decay::Linear => floor + (self.lr - floor) * (1.0 - x),
-            Decay::Cosine => floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos()),
+            Decay::Constant => lr,
+            Decay::Linear => floor + (lr - floor) * (1.0 - x),
+            Decay::Cosine => floor + (lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * x).cos()),
         }
     }
 }
@@ -229,7 +210,7 @@ impl Trainer {
     /// Fine-tunes `model` (quantized weights are dequantized to f32 first).
     pub fn new(model: &Model, docs: &[String], options: TrainOptions) -> Result<Self> {
         let tensors = model.store.to_dense()?;
-        Self::from_tensors(&model.name, model.config().clone(), model.codec.clone(), tensors, docs, options)
+        Self::from_tensors(&model.name, model.config().clone(), model.codec.clone(), tensors, docs, options.resolved(false))
     }
 
     /// A fresh model of a named size (`tiny`, `small`) with `codec`'s vocabulary.
@@ -239,7 +220,7 @@ impl Trainer {
         config.bos_token_id = Some(codec.bos_id);
         config.eos_token_id = Some(codec.eos_id);
         let tensors: HashMap<String, Tensor> = init::fresh_tensors(&config, options.seed, 0.02)?.into_iter().collect();
-        Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options)
+        Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options.resolved(true))
     }
 
     fn from_tensors(

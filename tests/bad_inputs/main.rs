@@ -177,6 +177,7 @@ fn cli_args(case: &Value, gguf: &[u8], tmp: &Path) -> Option<Vec<String>> {
             "lr" => "--lr",
             "batchSize" => "--batch-size",
             "seqLen" => "--seq-len",
+            "vocab" => "--vocab",
             _ => return None,
         })
     };
@@ -211,12 +212,9 @@ fn cli_args(case: &Value, gguf: &[u8], tmp: &Path) -> Option<Vec<String>> {
         args.extend(["--steps".into(), "1".into(), "--out".into(), tmp.join("run").to_string_lossy().into()]);
         match r["mode"].as_str()? {
             "finetune" => args.extend(["--init".into(), model]),
-            "scratch" => args.extend([
-                "--from-scratch".into(),
-                r.get("size").and_then(|s| s.as_str()).unwrap_or("tiny").into(),
-                "--vocab".into(),
-                r.get("vocab").map(|v| v.to_string()).unwrap_or("1024".into()),
-            ]),
+            "scratch" => {
+                args.extend(["--from-scratch".into(), r.get("size").and_then(|s| s.as_str()).unwrap_or("tiny").into()])
+            }
             _ => return None,
         }
         push_options(&mut args, r.get("options"))?;

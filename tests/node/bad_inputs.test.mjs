@@ -53,8 +53,8 @@ async function run(lm, c) {
     if (template !== undefined) return drain(lm.infill(template, { ...options, pins }));
     return drain(lm.edit(canvas, remask ?? [], options));
   }
-  const { mode, size, vocab, options = {} } = c.train.request;
-  return drain(lm.train(c.train.corpus, { mode, size, vocab, ...options, steps: 1, adopt: false }));
+  const { mode, size, options = {} } = c.train.request;
+  return drain(lm.train(c.train.corpus, { mode, size, ...options, steps: 1, adopt: false }));
 }
 
 test('every bad input in the catalogue gives its typed error and leaves the instance usable', async () => {

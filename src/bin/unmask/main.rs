@@ -8,7 +8,8 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use unmask::diffusion::{self, Canvas, SampleOptions, Schedule, Strategy};
+use unmask::diffusion::{self, Canvas, SampleOptions, Strategy, TrainOptions};
+use unmask::options::Flags;
 use unmask::model::gguf::WeightDtype;
 use unmask::{Error, Model};
 
@@ -90,32 +91,8 @@ struct GenerateArgs {
     /// Tokens to generate after the prompt.
     #[arg(short = 'n', long, default_value_t = 32)]
     length: usize,
-    #[arg(long, default_value_t = 10)]
-    steps: usize,
-    /// random, confidence or threshold.
-    #[arg(long, default_value = "random")]
-    strategy: String,
-    /// Confidence needed by the threshold strategy.
-    #[arg(long, default_value_t = 0.9)]
-    threshold: f32,
-    /// linear or cosine.
-    #[arg(long, default_value = "linear")]
-    schedule: String,
-    /// Fill masks left to right in blocks of this many tokens.
-    #[arg(long)]
-    block_length: Option<usize>,
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    temperature: f32,
-    /// 0 turns top-k off.
-    #[arg(long, default_value_t = 50)]
-    top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Penalty for ids already on the canvas (transformers' repetition_penalty; 1 = off).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    repetition_penalty: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: Flags<SampleOptions>,
     /// Print the canvas after every step, masks shown as [MASK].
     #[arg(long)]
     show_steps: bool,
@@ -139,42 +116,18 @@ struct TrainArgs {
     /// Continue the checkpoint in --out.
     #[arg(long, conflicts_with_all = ["init", "from_scratch"])]
     resume: bool,
-    /// Vocabulary of the tokenizer trained for --from-scratch.
-    #[arg(long, default_value_t = 2048)]
-    vocab: usize,
     /// Checkpoint folder (Hugging Face layout + trainer state).
     #[arg(short, long)]
     out: PathBuf,
-    #[arg(long)]
-    steps: Option<usize>,
+    /// A time budget instead of a number of steps (the learning-rate schedule then spans
+    /// 100,000 steps, with 30 of warm-up, unless --steps or --warmup say otherwise).
     #[arg(long)]
     minutes: Option<f64>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 64)]
-    seq_len: usize,
-    #[arg(long, default_value_t = 1)]
-    accumulate: usize,
-    /// continuous (t ~ U(ε,1), 1/t-weighted ELBO) or steps:N (t ∈ {1/N, …, 1}).
-    #[arg(long, default_value = "continuous")]
-    schedule: String,
-    #[arg(long, default_value_t = 16)]
-    max_prefix: usize,
-    /// Where windows start: aligned (consecutive chunks) or random offsets
-    #[arg(long, default_value = "aligned")]
-    windows: String,
-    /// Share of documents held out for evaluation (0: train on all, evaluate on the training text)
-    #[arg(long, default_value_t = 0.1)]
-    valid_fraction: f64,
-    /// Warm-up steps of the learning rate [default: 5 % of --steps, at most 200; 30 with --minutes]
-    #[arg(long)]
-    warmup: Option<usize>,
+    #[command(flatten)]
+    training: Flags<TrainOptions>,
+    /// Evaluate and save a checkpoint every this many steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
 }
 
 fn main() -> ExitCode {
@@ -217,31 +170,10 @@ fn load(path: &PathBuf) -> Result<Model, Error> {
 }
 
 fn generate(a: GenerateArgs) -> Result<(), Error> {
-    let strategy: Strategy = a.strategy.parse()?;
-    let schedule = match a.schedule.as_str() {
-        "linear" => Schedule::Linear,
-        "cosine" => Schedule::Cosine,
-        s => return Err(Error::options(format!("unknown schedule `{s}` (linear, cosine)"))),
-    };
-    let opts = SampleOptions {
-        steps: a.steps,
-        strategy,
-        schedule,
-        threshold: a.threshold,
-        block_length: a.block_length,
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        repetition_penalty: a.repetition_penalty,
-        seed: a.seed,
-        candidates: 0,
-    };
     // Check options before the (slow) model load.
+    let opts = a.sampling.parse()?;
     if a.prompt.is_some() && a.length == 0 {
         return Err(Error::options("length must be at least 1"));
-    }
-    if a.steps == 0 {
-        return Err(Error::options("steps must be at least 1"));
     }
     if !["cpu", "gpu"].contains(&a.device.as_str()) {
         return Err(Error::options(format!("unknown device `{}` (cpu, gpu)", a.device)));
@@ -272,12 +204,12 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
         (None, Some(t)) => Canvas::from_template(&model.codec, t, max)?,
         _ => return Err(Error::input("give --prompt or --infill")),
     };
-    opts.validate(canvas.masked().len())?;
+    let session = diffusion::Session::new(canvas, &model.codec.banned_ids(), &opts)?;
     let tty = std::io::stdout().is_terminal();
     let bar = if a.show_steps {
         ProgressBar::hidden()
     } else {
-        let pb = ProgressBar::new(opts.steps as u64);
+        let pb = ProgressBar::new(session.total() as u64);
         pb.set_style(
             ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg}").expect("static template"),
         );
@@ -285,11 +217,11 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
     };
     let mut out = std::io::stdout().lock();
     if a.show_steps {
-        let _ = writeln!(out, "step {:>3}/{:<3} │ {}", 0, opts.steps, model.codec.render(&canvas.ids, "[MASK]"));
+        let _ = writeln!(out, "step {:>3}/{:<3} │ {}", 0, session.total(), model.codec.render(&session.canvas().ids, "[MASK]"));
     }
     let t0 = Instant::now();
     let mut last = Instant::now();
-    let outcome = diffusion::generate(denoiser, canvas, &model.codec.banned_ids(), &opts, |s| {
+    let outcome = diffusion::run(denoiser, session, |s| {
         if a.show_steps {
             let ms = last.elapsed().as_secs_f64() * 1000.0;
             last = Instant::now();
@@ -392,35 +324,28 @@ fn print_lines(lines: &[String]) {
 
 fn train(a: TrainArgs) -> Result<(), Error> {
     use unmask::diffusion::corpus::read_documents;
-    use unmask::diffusion::{TrainOptions, Trainer};
+    use unmask::diffusion::Trainer;
     let docs = read_documents(&a.corpus)?;
-    if a.steps.is_none() && a.minutes.is_none() {
+    let given_steps = a.training.has("steps");
+    if !given_steps && a.minutes.is_none() {
         return Err(Error::options("give --steps or --minutes"));
     }
-    if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) || a.steps == Some(0) {
-        return Err(Error::options("--steps and --minutes must be positive"));
+    if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
+        return Err(Error::options(format!("--minutes must be a positive number, got {}", a.minutes.unwrap_or_default())));
     }
-    let scratch = a.from_scratch.is_some();
-    let mut opts = TrainOptions {
-        seq_len: a.seq_len,
-        batch_size: a.batch_size,
-        lr: a.lr.unwrap_or(if scratch { 1e-3 } else { 1e-4 }),
-        accumulate: a.accumulate,
-        schedule: a.schedule.parse()?,
-        max_prefix: a.max_prefix,
-        windows: a.windows.parse()?,
-        seed: a.seed,
-        valid_fraction: a.valid_fraction,
-        ..Default::default()
-    };
-    // The lr schedule spans the step budget; a time budget gets a long schedule estimate.
-    opts.total_steps = a.steps.unwrap_or(100_000);
-    opts.warmup = a.warmup.unwrap_or(if a.steps.is_some() { (opts.total_steps / 20).clamp(1, 200) } else { 30 });
+    let mut opts = a.training.parse()?;
+    let steps = given_steps.then_some(opts.steps);
+    if !given_steps {
+        opts.steps = 100_000;
+        if !a.training.has("warmup") {
+            opts.warmup = Some(30);
+        }
+    }
     let mut trainer = if a.resume {
         Trainer::resume(&a.out, &docs)?
     } else if let Some(size) = &a.from_scratch {
         let pb = spinner("training the tokenizer");
-        let codec = unmask::model::bpe::train_bpe(&docs, a.vocab);
+        let codec = unmask::model::bpe::train_bpe(&docs, opts.vocab);
         pb.finish_and_clear();
         Trainer::from_scratch(size, codec?, &docs, opts)?
     } else if let Some(init) = &a.init {
@@ -438,8 +363,8 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         if c.held_out { "" } else { " (one document: validation reuses it)" }
     );
     let start_step = trainer.step;
-    let target = a.steps.map(|s| start_step + s);
-    let pb = ProgressBar::new(a.steps.unwrap_or(0) as u64);
+    let target = steps.map(|s| start_step + s);
+    let pb = ProgressBar::new(steps.unwrap_or(0) as u64);
     pb.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed} < {eta}]").expect("static template"));
     let t0 = Instant::now();
     let mut tokens = 0usize;
