@@ -57,6 +57,9 @@ async function loadModel(source, what) {
     state.lm = null;
     await old?.dispose();
     state.lm = await DiffusionLM.load(source, { onProgress: showProgress });
+    // Only the first load fills the fields: later loads keep what the user set.
+    if (!state.specsApplied) applySpecs(state.lm.options);
+    state.specsApplied = true;
     showModel(what);
     ok = true;
   } catch (e) {
@@ -85,23 +88,50 @@ function num(id, fallback) {
   return Number.isFinite(v) ? v : fallback;
 }
 
+/**
+ * Fills the option fields (`data-option`, `data-train-option`) from the options' definitions
+ * in the core: the default as the value, the range and help as limits and tooltip. The demo
+ * keeps no defaults of its own.
+ */
+function applySpecs(specs) {
+  for (const [attr, list] of [['data-option', specs.sampling], ['data-train-option', specs.training]]) {
+    for (const el of document.querySelectorAll(`[${attr}]`)) {
+      const spec = list.find((s) => s.name === el.getAttribute(attr));
+      el.title = spec.help;
+      if (spec.kind.type === 'choice') {
+        el.replaceChildren(...spec.kind.choices.map((c) => new Option(c, c)));
+      } else if (spec.kind.type === 'int' || spec.kind.type === 'real') {
+        // Closed ends become the field's limits; open ones are left to the core's check.
+        if (spec.kind.type === 'int' || !spec.kind.minOpen) el.min = String(spec.kind.min);
+        if (spec.kind.max !== null && (spec.kind.type === 'int' || !spec.kind.maxOpen)) el.max = String(spec.kind.max);
+      }
+      el.value = spec.default === null ? '' : String(spec.default);
+    }
+  }
+  showModeLr();
+}
+
+/** The learning-rate field shows the mode's default until the user types one. */
+function showModeLr() {
+  const mode = document.querySelector('input[name=mode]:checked').value;
+  $('t-lr').placeholder = String(state.lm.options.modeLr[mode]);
+}
+
+/** The given `data-…` fields as options (an empty field: the core's default). */
+function readFields(attr) {
+  const o = {};
+  for (const el of document.querySelectorAll(`[${attr}]`)) {
+    if (el.value === '') continue;
+    o[el.getAttribute(attr)] = el.tagName === 'SELECT' ? el.value : Number(el.value);
+  }
+  return o;
+}
+
 function samplingOptions() {
   // A fresh seed per run unless the user keeps one: the same click giving the same text
   // every time reads as a broken generator. The drawn seed stays visible for replaying.
   if (!$('o-keep-seed').checked) drawSeed();
-  const o = {
-    steps: Math.max(1, Math.round(num('o-steps', 10))),
-    strategy: $('o-strategy').value,
-    temperature: Math.max(0.05, num('o-temp', 1)),
-    topK: Math.max(0, Math.round(num('o-topk', 50))),
-    topP: Math.min(1, Math.max(0.05, num('o-topp', 0.95))),
-    repetitionPenalty: Math.min(3, Math.max(1, num('o-reppen', 1.3))),
-    seed: Math.max(0, Math.round(num('o-seed', 0))),
-    candidates: 5,
-  };
-  const block = Math.round(num('o-block', 0));
-  if (block > 0) o.blockLength = block;
-  return o;
+  return { ...readFields('data-option'), seed: Math.max(0, Math.round(num('o-seed', 0))), candidates: 5 };
 }
 
 // ---------- the canvas ----------
@@ -244,7 +274,6 @@ function fillMarked() {
   const last = state.history.at(-1);
   const positions = [...state.marked].sort((a, b) => a - b);
   const opts = samplingOptions();
-  opts.steps = Math.min(opts.steps, positions.length);
   run((signal) => state.lm.edit(last, positions, { ...opts, signal }));
 }
 
@@ -313,8 +342,8 @@ async function train() {
   if (state.busy || !state.lm) return;
   const corpus = ui.corpus.value;
   const mode = document.querySelector('input[name=mode]:checked').value;
-  const steps = Math.max(1, Math.round(num('t-steps', 200)));
-  const lr = num('t-lr', mode === 'scratch' ? 2e-3 : 1e-4);
+  const given = readFields('data-train-option');
+  const steps = given.steps ?? state.lm.options.training.find((s) => s.name === 'steps').default;
   const words = corpus.split(/\s+/).filter(Boolean);
   const samplePrompt = words.slice(0, 3).join(' ') || 'the';
   setBusy('train');
@@ -326,11 +355,9 @@ async function train() {
   const t0 = performance.now();
   try {
     const opts = {
-      mode, steps, lr, signal: ctl.signal, evalEvery: Math.max(10, Math.floor(steps / 10)),
+      ...given, mode, signal: ctl.signal, evalEvery: Math.max(10, Math.floor(steps / 10)),
       sampleEvery: Math.max(10, Math.floor(steps / 5)), samplePrompt, sampleLength: 24,
     };
-    if (mode === 'scratch') Object.assign(opts, { vocab: 512, seqLen: 64, batchSize: 16 });
-    else Object.assign(opts, { seqLen: Math.min(64, state.lm.info.maxSequenceLen), batchSize: 8 });
     const run = state.lm.train(corpus, opts);
     const info = await run.start;
     ui.tstats.textContent = `${info.documents} documents · ${info.trainTokens} tokens · ${(info.parameters / 1e6).toFixed(2)} M parameters`;
@@ -439,7 +466,7 @@ $('sample-corpus').addEventListener('click', async () => {
   ui.corpus.value = await r.text();
 });
 for (const r of document.querySelectorAll('input[name=mode]')) {
-  r.addEventListener('change', () => { $('t-lr').value = r.value === 'scratch' ? '0.002' : '0.0001'; });
+  r.addEventListener('change', showModeLr);
 }
 ui.corpus.addEventListener('dragover', (e) => e.preventDefault());
 ui.corpus.addEventListener('drop', async (e) => {

@@ -3,6 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use unmask::diffusion::request::{GenerateRequest, TrainRequest};
+use unmask::diffusion::TrainOptions;
+use unmask::options::OptionSet;
 
 #[path = "common.rs"]
 mod common;
@@ -21,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(req) = serde_json::from_slice::<TrainRequest>(data) {
         // Big batches or vocabularies are valid but slow: they would only time the fuzzer out.
-        let o = &req.options;
-        if o.batch_size.saturating_mul(o.seq_len).saturating_mul(o.accumulate) <= 1024 && req.vocab <= 2048 {
+        let small = |o: &TrainOptions| o.batch_size.saturating_mul(o.seq_len).saturating_mul(o.accumulate) <= 1024 && o.vocab <= 2048;
+        if TrainOptions::from_value(req.options.clone(), "training options").is_ok_and(|o| small(&o)) {
             if let Ok(mut t) = req.into_trainer(m, "A tiny corpus.\n\nOf two documents, each a line.") {
                 let _ = t.step();
             }

@@ -111,7 +111,7 @@ export class Host {
         this.engine?.free();
         this.engine = engine;
         this.device = device;
-        return { info: engine.info(), wasmFeatures: features, device, fallbackReason };
+        return { info: engine.info(), wasmFeatures: features, device, fallbackReason, options: glue.optionSpecs() };
       }
       case 'memory':
         // wasm memory only grows; this is the high-water mark of the module.

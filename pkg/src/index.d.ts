@@ -34,6 +34,33 @@ export interface ModelInfo {
   maxSequenceLen: number;
 }
 
+/** One option as the core defines it (`lm.options`). */
+export interface OptionSpec {
+  /** As the options object spells it. */
+  name: string;
+  /** The CLI's flag. */
+  flag: string;
+  help: string;
+  kind:
+    | { type: 'int'; min: number; max: number }
+    | { type: 'real'; min: number; minOpen: boolean; max: number | null; maxOpen: boolean }
+    | { type: 'choice'; choices: string[] }
+    | { type: 'text'; form: string };
+  /** null: off unless given, or derived (said in `help`). */
+  default: number | string | null;
+}
+
+export interface OptionSpecs {
+  sampling: OptionSpec[];
+  training: OptionSpec[];
+  /** The learning rate each training mode defaults to. */
+  modeLr: { finetune: number; scratch: number };
+}
+
+/**
+ * The sampling options' names, ranges and defaults are in `lm.options.sampling` (and in
+ * `unmask generate --help`): these types are checked against them by a test.
+ */
 export interface SamplingOptions {
   steps?: number;
   strategy?: Strategy;
@@ -113,6 +140,8 @@ export class DiffusionLM {
   /** The build of the core in use: relaxed SIMD (fused multiply-add) where the engine has it. */
   readonly wasmFeatures: 'simd128' | 'simd128+relaxed';
   readonly info: ModelInfo;
+  /** Every option, from its one definition in the core: names, help, ranges, defaults. */
+  readonly options: OptionSpecs;
   generate(prompt: string, opts?: GenerateOptions): StepStream;
   infill(template: string, opts?: InfillOptions): StepStream;
   edit(canvas: { ids: ArrayLike<number>; fixed: ArrayLike<boolean> }, positions: ArrayLike<number>, opts?: SamplingOptions): StepStream;
@@ -139,22 +168,34 @@ export class DisposedError extends UnmaskError {}
 export class BusyError extends UnmaskError {}
 export class InternalError extends UnmaskError {}
 
+/**
+ * The training options' names, ranges and defaults are in `lm.options.training` (and in
+ * `unmask train --help`): these types are checked against them by a test.
+ */
 export interface TrainOptions {
   mode?: 'finetune' | 'scratch';
   size?: 'tiny' | 'small';
   /** Tokenizer vocabulary for `scratch`. */
   vocab?: number;
   steps?: number;
+  /** Default: the mode's (`lm.options.modeLr`). */
   lr?: number;
   batchSize?: number;
   seqLen?: number;
-  schedule?: 'continuous' | `steps:${number}`;
+  schedule?: 'continuous' | `continuous:${number}` | `steps:${number}`;
   maxPrefix?: number;
+  /** Default: 5 % of `steps`, 1 to 200. */
   warmup?: number;
+  decay?: 'cosine' | 'linear' | 'constant';
+  minLrRatio?: number;
+  weightDecay?: number;
+  clip?: number;
   accumulate?: number;
   /** Where training windows start: consecutive chunks (default; memorises small texts fast) or random offsets. */
   windows?: 'aligned' | 'random';
   seed?: number;
+  validFraction?: number;
+  evalSequences?: number;
   evalEvery?: number;
   sampleEvery?: number;
   samplePrompt?: string;

@@ -86,7 +86,7 @@ function checkDevice(requested) {
 
 export class DiffusionLM {
   /** @private */
-  constructor(transport, info, device, fallbackReason, wasmFeatures) {
+  constructor(transport, info, device, fallbackReason, wasmFeatures, options) {
     this._t = transport;
     this._lock = new Lock();
     this._disposed = false;
@@ -95,6 +95,11 @@ export class DiffusionLM {
     this.fallbackReason = fallbackReason;
     /** Which build of the core runs: 'simd128' or 'simd128+relaxed' (fused multiply-add). */
     this.wasmFeatures = wasmFeatures;
+    /**
+     * Every option `generate`/`infill`/`edit` (`sampling`) and `train` (`training`) take, from
+     * their one definition in the core: `{name, flag, help, kind, default}` each.
+     */
+    this.options = options;
   }
 
   /**
@@ -118,11 +123,11 @@ export class DiffusionLM {
     try {
       await transport.init();
       // The host picks the device: WebGPU needs the adapter, which lives where the engine runs.
-      const { info, wasmFeatures, device, fallbackReason } = await transport.call(
+      const { info, wasmFeatures, device, fallbackReason, options } = await transport.call(
         'load', { bytes, wasm: opts.wasm, device: requested }, useWorker ? [bytes.buffer] : []);
       progress({ phase: 'compile', loaded: 1, total: 1 });
       progress({ phase: 'ready', loaded: 1, total: 1 });
-      return new DiffusionLM(transport, info, device, fallbackReason, wasmFeatures);
+      return new DiffusionLM(transport, info, device, fallbackReason, wasmFeatures, options);
     } catch (e) {
       transport.terminate();
       throw toTypedError(e);
@@ -140,14 +145,14 @@ export class DiffusionLM {
    */
   generate(prompt, opts = {}) {
     if (typeof prompt !== 'string') throw new OptionsError('prompt must be a string');
-    const o = samplingOptions(opts);
+    const o = samplingOptions(this.options, opts);
     return this._run({ prompt, length: o.length ?? 32, pins: o.pins ?? [], options: o.options }, o.signal);
   }
 
   /** Fills the `[MASK]` / `[MASK:n]` spans of a template, e.g. `The [MASK:2] sat on the [MASK].` */
   infill(template, opts = {}) {
     if (typeof template !== 'string') throw new OptionsError('template must be a string');
-    const o = samplingOptions(opts);
+    const o = samplingOptions(this.options, opts);
     if (o.length !== undefined) throw new OptionsError('length does not apply to infill: write [MASK:n] spans');
     return this._run({ template, pins: o.pins ?? [], options: o.options }, o.signal);
   }
@@ -159,7 +164,7 @@ export class DiffusionLM {
   edit(canvas, positions, opts = {}) {
     if (!canvas || !canvas.ids || !canvas.fixed) throw new OptionsError('canvas must be {ids, fixed}');
     if (!Array.isArray(positions) && !ArrayBuffer.isView(positions)) throw new OptionsError('positions must be an array');
-    const o = samplingOptions(opts);
+    const o = samplingOptions(this.options, opts);
     const request = {
       canvas: { ids: Array.from(canvas.ids), fixed: Array.from(canvas.fixed, Boolean) },
       remask: Array.from(positions),
@@ -213,7 +218,7 @@ export class DiffusionLM {
    */
   train(corpus, opts = {}) {
     if (typeof corpus !== 'string') throw new OptionsError('corpus must be a string');
-    return new TrainStream(this, corpus, trainOptions(opts));
+    return new TrainStream(this, corpus, trainOptions(this.options, opts));
   }
 
   /** Bytes of the engine's wasm memory (it only grows: the high-water mark). */

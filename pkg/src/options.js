@@ -1,59 +1,74 @@
-// Validation of caller options before they cross into wasm, so mistakes are OptionsErrors
-// with the option's name, not deserialisation messages.
+// Options are defined once, in the Rust core (src/options.rs); the engine hands their specs
+// over at load (`optionSpecs()`). Here they are checked against those specs synchronously, so a
+// mistake is an OptionsError thrown by the call that made it, with the same message the core
+// and the CLI give (tests/bad_inputs runs every case through both). The few options that only
+// the package has (length, pins, signal, the training loop's settings) are checked here.
 import { OptionsError } from './errors.js';
 
-const STRATEGIES = ['random', 'confidence', 'threshold'];
-const SCHEDULES = ['linear', 'cosine'];
+function describe(kind) {
+  switch (kind.type) {
+    case 'int': return `an integer in [${kind.min}, ${kind.max}]`;
+    case 'real': {
+      const hi = kind.max === null || kind.max === Infinity ? '∞)' : `${kind.max}${kind.maxOpen ? ')' : ']'}`;
+      return `a number in ${kind.minOpen ? '(' : '['}${kind.min}, ${hi}`;
+    }
+    case 'choice': return `one of ${kind.choices.join(', ')}`;
+    default: return kind.form;
+  }
+}
+
+function accepts(kind, v) {
+  switch (kind.type) {
+    case 'int': return Number.isInteger(v) && v >= kind.min && v <= kind.max;
+    case 'real': {
+      if (typeof v !== 'number' || !Number.isFinite(v)) return false;
+      const max = kind.max ?? Infinity;
+      return (kind.minOpen ? v > kind.min : v >= kind.min) && (kind.maxOpen ? v < max : v <= max);
+    }
+    case 'choice': return kind.choices.includes(v);
+    default: return typeof v === 'string';
+  }
+}
+
+/** Checks `opts[name]` for every spec; returns the given ones. */
+function fromSpecs(specs, opts, out = {}) {
+  for (const s of specs) {
+    const v = opts[s.name];
+    if (v === undefined || (v === null && s.default === null)) continue;
+    if (!accepts(s.kind, v)) throw new OptionsError(`${s.name} (${s.flag}) must be ${describe(s.kind)}, got ${JSON.stringify(v)}`);
+    out[s.name] = v;
+  }
+  return out;
+}
+
+function refuseUnknown(opts, specs, extra, what) {
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw new OptionsError(`${what} must be an object`);
+  const names = [...specs.map((s) => s.name), ...extra];
+  for (const k of Object.keys(opts)) {
+    if (!names.includes(k)) throw new OptionsError(`unknown option \`${k}\` in ${what} (valid: ${names.join(', ')})`);
+  }
+}
 
 function int(o, key, min, max) {
   const v = o[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+  if (!Number.isInteger(v) || v < min || v > max) {
     throw new OptionsError(`${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
   }
   return v;
 }
 
-function num(o, key, ok, range) {
-  const v = o[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) {
-    throw new OptionsError(`${key} must be a number in ${range}, got ${JSON.stringify(v)}`);
+function signalOf(opts) {
+  if (opts.signal !== undefined && !(opts.signal && typeof opts.signal.aborted === 'boolean')) {
+    throw new OptionsError('signal must be an AbortSignal');
   }
-  return v;
+  return opts.signal;
 }
-
-function oneOf(o, key, allowed) {
-  const v = o[key];
-  if (v === undefined) return undefined;
-  if (!allowed.includes(v)) throw new OptionsError(`${key} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-const GENERATE_KEYS = new Set([
-  'length', 'steps', 'strategy', 'schedule', 'threshold', 'blockLength', 'temperature', 'topK', 'topP',
-  'repetitionPenalty', 'seed', 'candidates', 'signal', 'pins',
-]);
 
 /** Splits generate() options into the engine's sampling options and the rest. */
-export function samplingOptions(opts = {}) {
-  if (opts === null || typeof opts !== 'object') throw new OptionsError('options must be an object');
-  for (const k of Object.keys(opts)) {
-    if (!GENERATE_KEYS.has(k)) throw new OptionsError(`unknown option \`${k}\``);
-  }
-  const out = {};
-  const set = (k, v) => { if (v !== undefined) out[k] = v; };
-  set('steps', int(opts, 'steps', 1, 4096));
-  set('strategy', oneOf(opts, 'strategy', STRATEGIES));
-  set('schedule', oneOf(opts, 'schedule', SCHEDULES));
-  set('threshold', num(opts, 'threshold', (v) => v > 0 && v <= 1, '(0, 1]'));
-  set('blockLength', int(opts, 'blockLength', 1, 1 << 16));
-  set('temperature', num(opts, 'temperature', (v) => v > 0, '(0, ∞)'));
-  set('topK', int(opts, 'topK', 0, 1 << 20));
-  set('topP', num(opts, 'topP', (v) => v > 0 && v <= 1, '(0, 1]'));
-  set('repetitionPenalty', num(opts, 'repetitionPenalty', (v) => v > 0, '(0, ∞)'));
-  set('seed', int(opts, 'seed', 0, Number.MAX_SAFE_INTEGER));
-  set('candidates', int(opts, 'candidates', 0, 64));
+export function samplingOptions(specs, opts = {}) {
+  refuseUnknown(opts, specs.sampling, ['length', 'signal', 'pins'], 'sampling options');
+  const options = fromSpecs(specs.sampling, opts);
   const length = int(opts, 'length', 1, 1 << 16);
   let pins;
   if (opts.pins !== undefined) {
@@ -65,54 +80,35 @@ export function samplingOptions(opts = {}) {
       return { position: p.position, text: p.text };
     });
   }
-  if (opts.signal !== undefined && !(opts.signal && typeof opts.signal.aborted === 'boolean')) {
-    throw new OptionsError('signal must be an AbortSignal');
-  }
-  return { options: out, length, pins, signal: opts.signal };
+  return { options, length, pins, signal: signalOf(opts) };
 }
 
-const TRAIN_KEYS = new Set([
-  'mode', 'size', 'vocab', 'steps', 'lr', 'batchSize', 'seqLen', 'schedule', 'maxPrefix', 'seed', 'warmup',
-  'accumulate', 'windows', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength', 'signal', 'adopt',
-]);
+const LOOP_KEYS = ['mode', 'size', 'signal', 'adopt', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength'];
 
 /** Checks train() options; returns the engine request and the loop settings. */
-export function trainOptions(opts = {}) {
-  if (opts === null || typeof opts !== 'object') throw new OptionsError('options must be an object');
-  for (const k of Object.keys(opts)) if (!TRAIN_KEYS.has(k)) throw new OptionsError(`unknown option \`${k}\``);
-  const mode = oneOf(opts, 'mode', ['finetune', 'scratch']) ?? 'finetune';
-  const steps = int(opts, 'steps', 1, 1_000_000) ?? 200;
-  const options = { totalSteps: steps };
-  const set = (k, v) => { if (v !== undefined) options[k] = v; };
-  set('lr', num(opts, 'lr', (v) => v > 0 && v < 1, '(0, 1)'));
-  set('batchSize', int(opts, 'batchSize', 1, 4096));
-  set('seqLen', int(opts, 'seqLen', 4, 4096));
-  set('maxPrefix', int(opts, 'maxPrefix', 0, 4096));
-  set('seed', int(opts, 'seed', 0, Number.MAX_SAFE_INTEGER));
-  set('warmup', int(opts, 'warmup', 0, 1_000_000));
-  set('accumulate', int(opts, 'accumulate', 1, 1024));
-  set('windows', oneOf(opts, 'windows', ['aligned', 'random']));
-  if (options.warmup === undefined) options.warmup = Math.max(1, Math.min(200, Math.floor(steps / 20)));
-  if (options.lr === undefined) options.lr = mode === 'scratch' ? 2e-3 : 1e-4;
-  if (opts.schedule !== undefined) {
-    const m = /^steps:(\d+)$/.exec(String(opts.schedule));
-    if (opts.schedule === 'continuous') options.schedule = { kind: 'continuous', eps: 0.05 };
-    else if (m && Number(m[1]) > 0) options.schedule = { kind: 'steps', n: Number(m[1]) };
-    else throw new OptionsError(`schedule must be 'continuous' or 'steps:N', got ${JSON.stringify(opts.schedule)}`);
-  }
-  const request = { mode, size: oneOf(opts, 'size', ['tiny', 'small']) ?? 'tiny', vocab: int(opts, 'vocab', 300, 65536) ?? 1024, options };
-  if (opts.signal !== undefined && !(opts.signal && typeof opts.signal.aborted === 'boolean')) {
-    throw new OptionsError('signal must be an AbortSignal');
-  }
+export function trainOptions(specs, opts = {}) {
+  refuseUnknown(opts, specs.training, LOOP_KEYS, 'training options');
+  const mode = opts.mode ?? 'finetune';
+  if (!['finetune', 'scratch'].includes(mode)) throw new OptionsError(`mode must be \`finetune\` or \`scratch\`, got ${JSON.stringify(mode)}`);
+  if (opts.size !== undefined && typeof opts.size !== 'string') throw new OptionsError('size must be a string (tiny, small)');
+  const options = fromSpecs(specs.training, opts);
   if (opts.samplePrompt !== undefined && typeof opts.samplePrompt !== 'string') throw new OptionsError('samplePrompt must be a string');
+  if (opts.adopt !== undefined && typeof opts.adopt !== 'boolean') throw new OptionsError('adopt must be true or false');
+  const request = { mode, options };
+  if (opts.size !== undefined) request.size = opts.size;
   return {
     request,
-    steps,
+    steps: options.steps ?? specs.training.find((s) => s.name === 'steps').default,
     evalEvery: int(opts, 'evalEvery', 0, 1_000_000) ?? 0,
     sampleEvery: int(opts, 'sampleEvery', 0, 1_000_000) ?? 0,
     samplePrompt: opts.samplePrompt,
     sampleLength: int(opts, 'sampleLength', 1, 512) ?? 24,
     adopt: opts.adopt ?? true,
-    signal: opts.signal,
+    signal: signalOf(opts),
   };
+}
+
+/** The specs' defaults as an object: `{steps: 10, strategy: 'random', …}` (null: off/derived). */
+export function defaults(specs) {
+  return Object.fromEntries(specs.map((s) => [s.name, s.default]));
 }

@@ -31,6 +31,20 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Every option the package takes, from their one definition (`crate::options`): sampling,
+/// training, and the learning rate each training mode defaults to.
+#[wasm_bindgen(js_name = optionSpecs)]
+pub fn option_specs() -> Result<JsValue, JsValue> {
+    use crate::diffusion::trainer::{FINETUNE_LR, SCRATCH_LR};
+    use crate::diffusion::{SampleOptions, TrainOptions};
+    use crate::options::OptionSet;
+    to_js(&serde_json::json!({
+        "sampling": SampleOptions::specs(),
+        "training": TrainOptions::specs(),
+        "modeLr": { "finetune": FINETUNE_LR, "scratch": SCRATCH_LR },
+    }))
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CanvasOut {

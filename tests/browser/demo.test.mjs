@@ -26,6 +26,26 @@ async function setOptions(o) {
   for (const [id, v] of Object.entries(o)) await h.page.fill(`#${id}`, String(v));
 }
 
+test('the option fields start at the core\'s defaults', async () => {
+  const fields = await h.page.evaluate(() => {
+    const specs = window.unmaskDemo.lm.options;
+    const out = [];
+    for (const [attr, list] of [['data-option', specs.sampling], ['data-train-option', specs.training]]) {
+      for (const el of document.querySelectorAll(`[${attr}]`)) {
+        const spec = list.find((s) => s.name === el.getAttribute(attr));
+        out.push({ name: spec.name, value: el.value, want: spec.default === null ? '' : String(spec.default), title: el.title, help: spec.help });
+      }
+    }
+    return { out, lrPlaceholder: document.getElementById('t-lr').placeholder, finetuneLr: specs.modeLr.finetune };
+  });
+  assert.ok(fields.out.length >= 10, `${fields.out.length} option fields`);
+  for (const f of fields.out) {
+    assert.equal(f.value, f.want, `${f.name}: the demo shows ${f.value}, the core's default is ${f.want}`);
+    assert.equal(f.title, f.help);
+  }
+  assert.equal(fields.lrPlaceholder, String(fields.finetuneLr));
+});
+
 test('generation renders every step in place', async () => {
   await setOptions({ 'o-steps': 8, 'o-length': 24, 'o-seed': 3 });
   await h.page.fill('#prompt', 'the old house');
