@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 /// What values an option takes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "type")]
 pub enum Kind {
     /// An integer in `[min, max]`.
     Int { min: u64, max: u64 },
@@ -323,7 +323,12 @@ impl<T: OptionSet> clap::Args for Flags<T> {
         for s in T::specs() {
             let default = match &s.default {
                 Value::Null => String::new(),
-                d => format!("; default: {}", d.to_string().trim_matches('"')),
+                Value::String(d) => format!("; default: {d}"),
+                // Numbers as JS writes them (1, not 1.0), so every front end shows the same text.
+                d => match d.as_f64() {
+                    Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("; default: {}", x as i64),
+                    _ => format!("; default: {d}"),
+                },
             };
             let arg = clap::Arg::new(s.name.clone())
                 .long(s.flag.trim_start_matches("--").to_string())

@@ -107,3 +107,11 @@ fn mode_defaults_in_the_help_are_the_constants() {
     let e = TrainOptions::from_value(json!({ "schedule": "steps:0" }), "training options").unwrap_err();
     assert!(e.to_string().contains("steps:N needs N ≥ 1"), "{e}");
 }
+
+#[test]
+fn specs_serialise_in_camel_case() {
+    let v = serde_json::to_value(SampleOptions::specs()).unwrap();
+    let top_p = v.as_array().unwrap().iter().find(|s| s["name"] == "topP").unwrap();
+    assert_eq!(top_p["kind"], json!({"type": "real", "min": 0.0, "minOpen": true, "max": 1.0, "maxOpen": false}));
+    assert_eq!(top_p["flag"], "--top-p");
+}

@@ -38,11 +38,14 @@ pub fn option_specs() -> Result<JsValue, JsValue> {
     use crate::diffusion::trainer::{FINETUNE_LR, SCRATCH_LR};
     use crate::diffusion::{SampleOptions, TrainOptions};
     use crate::options::OptionSet;
-    to_js(&serde_json::json!({
+    let specs = serde_json::json!({
         "sampling": SampleOptions::specs(),
         "training": TrainOptions::specs(),
         "modeLr": { "finetune": FINETUNE_LR, "scratch": SCRATCH_LR },
-    }))
+    });
+    // `null` defaults stay `null` (not `undefined`): they mean "off unless given".
+    let ser = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
+    specs.serialize(&ser).map_err(|e| js_err(Error::input(e.to_string())))
 }
 
 #[derive(Serialize)]

@@ -36,14 +36,15 @@ test('the option fields start at the core\'s defaults', async () => {
         out.push({ name: spec.name, value: el.value, want: spec.default === null ? '' : String(spec.default), title: el.title, help: spec.help });
       }
     }
-    return { out, lrPlaceholder: document.getElementById('t-lr').placeholder, finetuneLr: specs.modeLr.finetune };
+    const mode = document.querySelector('input[name=mode]:checked').value;
+    return { out, lrPlaceholder: document.getElementById('t-lr').placeholder, modeLr: specs.modeLr[mode] };
   });
   assert.ok(fields.out.length >= 10, `${fields.out.length} option fields`);
   for (const f of fields.out) {
     assert.equal(f.value, f.want, `${f.name}: the demo shows ${f.value}, the core's default is ${f.want}`);
     assert.equal(f.title, f.help);
   }
-  assert.equal(fields.lrPlaceholder, String(fields.finetuneLr));
+  assert.equal(fields.lrPlaceholder, String(fields.modeLr), 'the learning-rate field shows the mode\'s default');
 });
 
 test('generation renders every step in place', async () => {
