@@ -131,7 +131,7 @@ function samplingOptions() {
   // A fresh seed per run unless the user keeps one: the same click giving the same text
   // every time reads as a broken generator. The drawn seed stays visible for replaying.
   if (!$('o-keep-seed').checked) drawSeed();
-  return { ...readFields('data-option'), seed: Math.max(0, Math.round(num('o-seed', 0))), candidates: 5 };
+  return { ...readFields('data-option'), seed: Math.max(0, Math.round(num('o-seed', 0))), candidates: 5, mask: MASK_GLYPH };
 }
 
 // ---------- the canvas ----------
@@ -197,8 +197,8 @@ async function show(k) {
   ui.stepreveal.textContent = st ? `${st.revealed.length} revealed · ${st.masked} masked` : `${state.start.masked} masked`;
   ui.scrub.max = String(state.history.length);
   ui.scrub.value = String(k);
-  const text = await state.lm.render(s.ids, MASK_GLYPH).catch(() => '');
-  if (state.view === k) ui.text.textContent = text;
+  // Each step arrives with its text (masks drawn as MASK_GLYPH): no round trip to render.
+  ui.text.textContent = s.text;
 }
 
 function showTip(cell) {

@@ -122,51 +122,15 @@ export class Host {
         return null;
     }
     if (!this.engine) throw { name: 'DisposedError', message: 'no model is loaded' };
-    switch (op) {
-      case 'begin': return this.engine.begin(a);
-      case 'step': {
-        const t0 = performance.now();
-        let s;
-        if (this.device === 'webgpu') {
-          // Positions to score → their scores from the GPU (asynchronous readback: the
-          // top-k ranked on the GPU, or whole logit rows) → commit.
-          const positions = this.engine.stepPositions();
-          if (!positions) return null;
-          const scores = await this.engine.gpuScores(this.engine.canvasIds(), positions);
-          s = this.engine.stepCommit(scores);
-        } else {
-          s = this.engine.step();
-        }
-        if (s) s.ms = performance.now() - t0;
-        return s;
-      }
-      case 'cancel': this.engine.cancel(); return null;
-      case 'encode': return Array.from(this.engine.encode(a.text));
-      case 'logits': return this.engine.logits(a.ids, a.positions);
-      case 'render': return this.engine.render(Uint32Array.from(a.ids), a.mask);
-      case 'export': return a.dtype === 'safetensors' ? this.engine.exportSafetensors() : this.engine.exportGguf(a.dtype);
-      case 'trainBegin': return this.engine.trainBegin(a.corpus, a.request);
-      case 'trainStep': {
-        const t0 = performance.now();
-        const r = this.engine.trainStep();
-        r.ms = performance.now() - t0;
-        return r;
-      }
-      case 'trainEvaluate': return this.engine.trainEvaluate();
-      case 'trainAdopt': return this.engine.trainAdopt();
-      case 'trainEnd': this.engine.trainEnd(); return null;
-      // Test hook: a deliberate Rust panic, to check that faults surface as InternalError.
-      case 'fault': return this.engine.faultForTesting();
-      case 'sample': {
-        // A whole generation in one call (samples shown while training), on the CPU path.
-        this.engine.begin({ prompt: a.prompt, length: a.length, options: a.options });
-        let s;
-        let ids = null;
-        while ((s = this.engine.step())) { ids = s.ids; if (s.done) break; }
-        return ids ? this.engine.render(Uint32Array.from(ids), '[MASK]') : '';
-      }
-
-      default: throw { name: 'OptionsError', message: `unknown operation ${op}` };
-    }
+    // Any other operation is the engine method of that name, with `a` its arguments: a new
+    // engine method needs nothing here.
+    if (!isEngineMethod(op)) throw { name: 'OptionsError', message: `unknown operation ${op}` };
+    return this.engine[op](...a);
   }
+}
+
+/** Methods of the wasm Engine that callers may name (not its memory management). */
+function isEngineMethod(op) {
+  return typeof op === 'string' && op !== 'constructor' && op !== 'free' && !op.startsWith('_')
+    && typeof glue.Engine.prototype[op] === 'function';
 }

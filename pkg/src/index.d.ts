@@ -79,6 +79,8 @@ export interface SamplingOptions {
   seed?: number;
   /** Top candidates reported per revealed token (0–64). */
   candidates?: number;
+  /** How masks read in a step's `text` (default `[MASK]`). */
+  mask?: string;
   signal?: AbortSignal;
 }
 
@@ -107,6 +109,8 @@ export interface CanvasState {
   ids: Int32Array;
   fixed: boolean[];
   pieces: string[];
+  /** The canvas for people: special tokens dropped, masks as the `mask` option says. */
+  text: string;
   total: number;
   masked: number;
   /** The id of the mask token. */
@@ -115,10 +119,13 @@ export interface CanvasState {
 
 export interface DenoiseStep {
   step: number;
+  /** Steps planned: the `steps` option, or the tokens to fill when those are fewer. */
   total: number;
   ids: Int32Array;
   fixed: boolean[];
   pieces: string[];
+  /** The canvas for people after this step: special tokens dropped, masks as `mask` says. */
+  text: string;
   revealed: Int32Array;
   confidence: Float32Array;
   candidates: Candidate[][];

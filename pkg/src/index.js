@@ -146,7 +146,7 @@ export class DiffusionLM {
   generate(prompt, opts = {}) {
     if (typeof prompt !== 'string') throw new OptionsError('prompt must be a string');
     const o = samplingOptions(this.options, opts);
-    return this._run({ prompt, length: o.length ?? 32, pins: o.pins ?? [], options: o.options }, o.signal);
+    return this._run({ prompt, length: o.length ?? 32, pins: o.pins ?? [], options: o.options }, o);
   }
 
   /** Fills the `[MASK]` / `[MASK:n]` spans of a template, e.g. `The [MASK:2] sat on the [MASK].` */
@@ -154,7 +154,7 @@ export class DiffusionLM {
     if (typeof template !== 'string') throw new OptionsError('template must be a string');
     const o = samplingOptions(this.options, opts);
     if (o.length !== undefined) throw new OptionsError('length does not apply to infill: write [MASK:n] spans');
-    return this._run({ template, pins: o.pins ?? [], options: o.options }, o.signal);
+    return this._run({ template, pins: o.pins ?? [], options: o.options }, o);
   }
 
   /**
@@ -170,7 +170,7 @@ export class DiffusionLM {
       remask: Array.from(positions),
       options: o.options,
     };
-    return this._run(request, o.signal);
+    return this._run(request, o);
   }
 
   /** The final text of a generation. */
@@ -179,7 +179,7 @@ export class DiffusionLM {
     const it = this.generate(prompt, opts);
     for await (const s of it) last = s;
     const c = await it.canvas;
-    return this._t.call('render', { ids: Array.from(last ? last.ids : c.ids), mask: '[MASK]' });
+    return last ? last.text : c.text;
   }
 
   /**
@@ -199,14 +199,14 @@ export class DiffusionLM {
     const pos = positions === undefined ? Uint32Array.from(ids32.keys()) : arr(positions, 'positions');
     // The engine already hands back a fresh Float32Array (copied out of wasm memory, or
     // transferred from the worker): a second copy cost 16 MB per call at 256 × 16k.
-    const out = await this._t.call('logits', { ids: ids32, positions: pos });
+    const out = await this._t.call('logits', [ids32, pos]);
     return out instanceof Float32Array ? out : new Float32Array(out);
   }
 
   /** Text for people from ids (special tokens dropped, masks as `mask`). */
   async render(ids, mask = '[MASK]') {
     this._alive();
-    return this._t.call('render', { ids: Array.from(ids), mask });
+    return this._t.call('render', [Uint32Array.from(ids), mask]);
   }
 
   /**
@@ -224,7 +224,7 @@ export class DiffusionLM {
   /** Bytes of the engine's wasm memory (it only grows: the high-water mark). */
   async memoryBytes() {
     this._alive();
-    return this._t.call('memory', {});
+    return this._t.call('memory');
   }
 
   /** The model as GGUF bytes (`f32`, `f16`, `q8_0`, `q4_k`) or `safetensors` (f32, HF names). */
@@ -232,7 +232,7 @@ export class DiffusionLM {
     this._alive();
     const release = await this._lock.acquire();
     try {
-      return await this._t.call('export', { dtype });
+      return await this._t.call(dtype === 'safetensors' ? 'exportSafetensors' : 'exportGguf', dtype === 'safetensors' ? [] : [dtype]);
     } finally {
       release();
     }
@@ -241,12 +241,12 @@ export class DiffusionLM {
   async dispose() {
     if (this._disposed) return;
     this._disposed = true;
-    try { await this._t.call('dispose', {}); } catch { /* already gone */ }
+    try { await this._t.call('dispose'); } catch { /* already gone */ }
     this._t.terminate();
   }
 
-  _run(request, signal) {
-    return new StepStream(this, request, signal);
+  _run(request, o) {
+    return new StepStream(this, request, o.signal, o.mask);
   }
 }
 
@@ -309,13 +309,14 @@ class LockedStream {
 
 /** The steps of one generation (see `DiffusionLM.generate`). */
 class StepStream extends LockedStream {
-  constructor(lm, request, signal) {
+  constructor(lm, request, signal, mask) {
     super(lm);
     this._request = request;
     this._signal = signal;
+    this._mask = mask;
   }
 
-  /** The starting canvas: `{ids, fixed, pieces, total, masked, maskId}`. */
+  /** The starting canvas: `{ids, fixed, pieces, text, total, masked, maskId}`. */
   get canvas() { return this._start(); }
 
   _aborted() {
@@ -325,10 +326,8 @@ class StepStream extends LockedStream {
   _start() {
     return this._open(async () => {
       this._aborted();
-      const c = await this._lm._t.call('begin', this._request);
-      this._fixed = c.fixed;
-      this._pieces = c.pieces.slice();
-      return { ids: Int32Array.from(c.ids), fixed: c.fixed, pieces: c.pieces, total: c.total, masked: c.masked, maskId: c.maskId };
+      const c = await this._lm._t.call('begin', [this._request, this._mask]);
+      return { ...c, ids: Int32Array.from(c.ids) };
     });
   }
 
@@ -337,25 +336,22 @@ class StepStream extends LockedStream {
     try {
       await this._start();
       this._aborted();
-      const s = await this._lm._t.call('step', {});
+      // The step runs in the engine (on WebGPU it awaits the readback there) and reports the
+      // whole canvas after it: nothing about the generation is kept here.
+      const t0 = performance.now();
+      const s = await this._lm._t.call('step', []);
+      const ms = performance.now() - t0;
       if (!s) {
         await this._close(false);
         return { done: true, value: undefined };
       }
-      s.revealed.forEach((p, i) => { this._pieces[p] = s.revealedPieces[i]; });
       if (s.done) await this._close(false);
       const value = {
-        step: s.step,
-        total: s.total,
+        ...s,
         ids: Int32Array.from(s.ids),
-        fixed: this._fixed,
-        pieces: this._pieces.slice(),
         revealed: Int32Array.from(s.revealed),
         confidence: Float32Array.from(s.confidence),
-        candidates: s.candidates,
-        masked: s.masked,
-        ms: s.ms,
-        done: s.done,
+        ms,
       };
       return { done: false, value };
     } catch (e) {
@@ -366,7 +362,7 @@ class StepStream extends LockedStream {
 
   /** A generation left early is cancelled in the engine. */
   async _finish(early) {
-    if (early) await this._lm._t.call('cancel', {});
+    if (early) await this._lm._t.call('cancel', []);
   }
 }
 
@@ -386,7 +382,7 @@ class TrainStream extends LockedStream {
 
   _begin() {
     return this._open(async () => {
-      const info = await this._lm._t.call('trainBegin', { corpus: this._corpus, request: this._o.request });
+      const info = await this._lm._t.call('trainBegin', [this._corpus, this._o.request]);
       this._t0 = performance.now();
       return info;
     });
@@ -406,7 +402,9 @@ class TrainStream extends LockedStream {
         return { done: true, value: undefined };
       }
       const t = this._lm._t;
-      const r = await t.call('trainStep', {});
+      const t0 = performance.now();
+      const r = await t.call('trainStep', []);
+      r.ms = performance.now() - t0;
       this._step = r.step;
       this._tokens += r.tokens;
       const value = {
@@ -414,10 +412,10 @@ class TrainStream extends LockedStream {
         ms: r.ms, tokensPerSec: this._tokens / ((performance.now() - this._t0) / 1000),
       };
       const last = r.step >= o.steps;
-      if (o.evalEvery && (r.step % o.evalEvery === 0 || last)) value.eval = await t.call('trainEvaluate', {});
+      if (o.evalEvery && (r.step % o.evalEvery === 0 || last)) value.eval = await t.call('trainEvaluate', []);
       if (o.sampleEvery && (r.step % o.sampleEvery === 0 || last) && o.samplePrompt) {
-        await t.call('trainAdopt', {});
-        value.sample = await t.call('sample', { prompt: o.samplePrompt, length: o.sampleLength, options: { steps: Math.min(10, o.sampleLength), seed: 0 } });
+        await t.call('trainAdopt', []);
+        value.sample = await t.call('sampleText', [{ prompt: o.samplePrompt, length: o.sampleLength, options: { seed: 0 } }]);
       }
       return { done: false, value };
     } catch (e) {
@@ -433,8 +431,8 @@ class TrainStream extends LockedStream {
    */
   async _finish(early) {
     const lm = this._lm;
-    if (early && this._o.adopt && this._step > 0) lm.info = await lm._t.call('trainAdopt', {});
-    await lm._t.call('trainEnd', {});
+    if (early && this._o.adopt && this._step > 0) lm.info = await lm._t.call('trainAdopt', []);
+    await lm._t.call('trainEnd', []);
   }
 }
 

@@ -67,7 +67,7 @@ function signalOf(opts) {
 
 /** Splits generate() options into the engine's sampling options and the rest. */
 export function samplingOptions(specs, opts = {}) {
-  refuseUnknown(opts, specs.sampling, ['length', 'signal', 'pins'], 'sampling options');
+  refuseUnknown(opts, specs.sampling, ['length', 'signal', 'pins', 'mask'], 'sampling options');
   const options = fromSpecs(specs.sampling, opts);
   const length = int(opts, 'length', 1, 1 << 16);
   let pins;
@@ -80,7 +80,8 @@ export function samplingOptions(specs, opts = {}) {
       return { position: p.position, text: p.text };
     });
   }
-  return { options, length, pins, signal: signalOf(opts) };
+  if (opts.mask !== undefined && typeof opts.mask !== 'string') throw new OptionsError('mask must be a string (how masks read in a step\'s text)');
+  return { options, length, pins, mask: opts.mask, signal: signalOf(opts) };
 }
 
 const LOOP_KEYS = ['mode', 'size', 'signal', 'adopt', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength'];

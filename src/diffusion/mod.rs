@@ -18,7 +18,7 @@ pub mod template;
 pub mod trainer;
 
 pub use canvas::Canvas;
-pub use sampler::{generate, run, Denoiser, Outcome, SampleOptions, Session, Step, Strategy};
+pub use sampler::{generate, run, AsyncDenoiser, Denoiser, Now, Outcome, SampleOptions, Session, Step, Strategy};
 pub use sampling::{Ranked, Scoring};
 pub use schedule::Schedule;
 pub use trainer::{TrainOptions, Trainer};

@@ -23,6 +23,31 @@ pub trait Denoiser {
     }
 }
 
+/// A [`Denoiser`] whose results arrive later: a GPU whose readback the browser hands over
+/// asynchronously. [`Session::step_async`] awaits it; a synchronous [`Denoiser`] takes part
+/// through [`Now`], so there is one step implementation for both.
+#[allow(async_fn_in_trait)]
+pub trait AsyncDenoiser {
+    fn vocab_size(&self) -> usize;
+    async fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>>;
+    async fn ranked(&self, ids: &[u32], positions: &[usize], scoring: &Scoring) -> Result<Option<Ranked>>;
+}
+
+/// A synchronous [`Denoiser`] as an [`AsyncDenoiser`] that is always ready.
+pub struct Now<'a, D: ?Sized>(pub &'a D);
+
+impl<D: Denoiser + ?Sized> AsyncDenoiser for Now<'_, D> {
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    async fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.0.logits(ids, positions)
+    }
+    async fn ranked(&self, ids: &[u32], positions: &[usize], scoring: &Scoring) -> Result<Option<Ranked>> {
+        self.0.ranked(ids, positions, scoring)
+    }
+}
+
 /// The largest top-k a device ranker serves (its per-row workgroup sorts at most this many).
 pub const MAX_RANKED: usize = 256;
 
@@ -194,13 +219,26 @@ impl Session {
 
     /// Runs one denoising step; `None` once the canvas is complete.
     pub fn step<D: Denoiser + ?Sized>(&mut self, model: &D) -> Result<Option<Step>> {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let now = Now(model);
+        let step = std::pin::pin!(self.step_async(&now));
+        match step.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => r,
+            Poll::Pending => unreachable!("a synchronous denoiser never waits"),
+        }
+    }
+
+    /// [`Session::step`] with a denoiser whose results arrive later (WebGPU in the browser):
+    /// the positions to score, their ranked heads (or whole logit rows), the commit.
+    pub async fn step_async<D: AsyncDenoiser>(&mut self, model: &D) -> Result<Option<Step>> {
         let Some(positions) = self.next_positions() else { return Ok(None) };
         if let Some(scoring) = self.scoring() {
-            if let Some(r) = model.ranked(&self.canvas.ids, &positions, &scoring)? {
+            if let Some(r) = model.ranked(&self.canvas.ids, &positions, &scoring).await? {
                 return self.commit_ranked(&r, model.vocab_size()).map(Some);
             }
         }
-        let logits = model.logits(&self.canvas.ids, &positions)?;
+        let logits = model.logits(&self.canvas.ids, &positions).await?;
         self.commit(&logits, model.vocab_size()).map(Some)
     }
 
@@ -221,9 +259,8 @@ impl Session {
         })
     }
 
-    /// The first half of a step, for backends that compute logits asynchronously (WebGPU):
-    /// the canvas positions whose logits the step needs, or `None` once the canvas is
-    /// complete. Pass those logits to [`Session::commit`].
+    /// The first half of a step: the canvas positions whose logits the step needs, or `None`
+    /// once the canvas is complete. Pass those logits to [`Session::commit`].
     pub fn next_positions(&mut self) -> Option<Vec<usize>> {
         if let Some(p) = &self.pending {
             return Some(p.positions.clone());

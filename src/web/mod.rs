@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::diffusion::request::{GenerateRequest, TrainRequest};
-use crate::diffusion::{Ranked, Session, Trainer};
+use crate::diffusion::{Session, Trainer};
 use crate::error::Error;
 use crate::model::gguf::WeightDtype;
 use crate::Model;
@@ -15,6 +15,22 @@ fn js_err(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     err.set_name(e.kind());
     err.into()
+}
+
+/// A promise of `f`'s result. Work that never waits (a CPU step) runs now, inside the call,
+/// so a trap surfaces in the caller like any synchronous one; only GPU work needs an executor.
+fn promise(f: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'static, waits: bool) -> js_sys::Promise {
+    #[cfg(feature = "webgpu")]
+    if waits {
+        return wasm_bindgen_futures::future_to_promise(f);
+    }
+    let _ = waits;
+    use std::task::{Context, Poll, Waker};
+    match std::pin::pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(v)) => js_sys::Promise::resolve(&v),
+        Poll::Ready(Err(e)) => js_sys::Promise::reject(&e),
+        Poll::Pending => unreachable!("work that does not wait finished in one poll"),
+    }
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
@@ -48,15 +64,33 @@ pub fn option_specs() -> Result<JsValue, JsValue> {
     specs.serialize(&ser).map_err(|e| js_err(Error::input(e.to_string())))
 }
 
+/// The canvas as the package and the demo show it: before the first step and after each.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct CanvasOut {
     ids: Vec<u32>,
     fixed: Vec<bool>,
     pieces: Vec<String>,
+    /// For people: special tokens dropped, masks drawn as the request's `mask`.
+    text: String,
     total: usize,
     masked: usize,
     mask_id: u32,
+}
+
+impl CanvasOut {
+    fn of(codec: &crate::model::TextCodec, g: &Generation) -> Self {
+        let c = g.session.canvas();
+        CanvasOut {
+            ids: c.ids.clone(),
+            fixed: c.fixed.clone(),
+            pieces: c.ids.iter().map(|&i| codec.piece(i)).collect(),
+            text: codec.render(&c.ids, &g.mask),
+            total: g.session.total(),
+            masked: c.masked().len(),
+            mask_id: c.mask_id,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -67,19 +101,30 @@ struct Candidate {
     p: f32,
 }
 
+/// One step: what it revealed, and the whole canvas after it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StepOut {
     step: usize,
-    total: usize,
-    ids: Vec<u32>,
     revealed: Vec<usize>,
-    revealed_pieces: Vec<String>,
     confidence: Vec<f32>,
     candidates: Vec<Vec<Candidate>>,
-    masked: usize,
     done: bool,
+    #[serde(flatten)]
+    canvas: CanvasOut,
 }
+
+/// A generation in progress, and how its text draws masks.
+struct Generation {
+    session: Session,
+    mask: String,
+    /// Which `begin` this is: a step that finishes after a newer `begin` or a `cancel` is
+    /// dropped instead of put back.
+    id: u64,
+}
+
+/// The running generation, shared with a step that awaits the GPU.
+type Slot = std::rc::Rc<std::cell::RefCell<Option<Generation>>>;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -95,8 +140,10 @@ struct TrainStart {
 
 #[wasm_bindgen]
 pub struct Engine {
-    model: Model,
-    session: Option<Session>,
+    model: std::rc::Rc<Model>,
+    generation: Slot,
+    /// How many generations were begun or cancelled: the id of the current one.
+    begun: std::rc::Rc<std::cell::Cell<u64>>,
     trainer: Option<Trainer>,
     /// The model's weights on the GPU, when WebGPU is in use. An `Rc` so a pending
     /// readback (a JS promise) can hold it while JS keeps calling in.
@@ -126,8 +173,9 @@ impl Engine {
     pub fn new(bytes: &[u8]) -> Result<Engine, JsValue> {
         let model = Model::from_gguf_bytes(bytes).map_err(js_err)?;
         Ok(Engine {
-            model,
-            session: None,
+            model: std::rc::Rc::new(model),
+            generation: Slot::default(),
+            begun: Default::default(),
             trainer: None,
             #[cfg(feature = "webgpu")]
             gpu: None,
@@ -138,68 +186,75 @@ impl Engine {
         to_js(&self.model.info())
     }
 
-    /// Starts a generation; returns the initial canvas.
-    pub fn begin(&mut self, request: JsValue) -> Result<JsValue, JsValue> {
-        self.session = None;
+    /// Starts a generation; returns the initial canvas. `mask` is how masks read in the
+    /// canvas' `text` (default `[MASK]`).
+    pub fn begin(&mut self, request: JsValue, mask: Option<String>) -> Result<JsValue, JsValue> {
+        self.cancel();
         let req: GenerateRequest = from_js(request, "generation request")?;
         let session = req.into_session(&self.model).map_err(js_err)?;
-        let codec = &self.model.codec;
-        let c = session.canvas();
-        let out = CanvasOut {
-            ids: c.ids.clone(),
-            fixed: c.fixed.clone(),
-            pieces: c.ids.iter().map(|&i| codec.piece(i)).collect(),
-            total: session.total(),
-            masked: c.masked().len(),
-            mask_id: c.mask_id,
-        };
-        self.session = Some(session);
+        self.begun.set(self.begun.get() + 1);
+        let g = Generation { session, mask: mask.unwrap_or_else(|| "[MASK]".into()), id: self.begun.get() };
+        let out = CanvasOut::of(&self.model.codec, &g);
+        *self.generation.borrow_mut() = Some(g);
         to_js(&out)
     }
 
-    /// Runs one denoising step; returns `null` when the canvas is complete or no generation
-    /// is running.
-    pub fn step(&mut self) -> Result<JsValue, JsValue> {
-        let Some(session) = self.session.as_mut() else { return Ok(JsValue::NULL) };
-        let step = match session.step(&self.model) {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                self.session = None;
-                return Ok(JsValue::NULL);
+    /// Runs one denoising step of the running generation: resolves to the step (with the
+    /// canvas after it), or `null` when it is complete or none is running. On WebGPU the step
+    /// awaits the GPU's readback (each row's top-k, ranked there) here, in Rust.
+    pub fn step(&mut self) -> js_sys::Promise {
+        let (slot, model, latest) = (self.generation.clone(), self.model.clone(), self.begun.clone());
+        #[cfg(feature = "webgpu")]
+        let gpu = self.gpu.clone();
+        #[cfg(feature = "webgpu")]
+        let waits = gpu.is_some();
+        #[cfg(not(feature = "webgpu"))]
+        let waits = false;
+        promise(async move {
+            // Out of the slot while it runs: a `begin` or `cancel` meanwhile wins.
+            let Some(mut g) = slot.borrow_mut().take() else { return Ok(JsValue::NULL) };
+            #[cfg(feature = "webgpu")]
+            let step = match &gpu {
+                Some(gpu) => g.session.step_async(&**gpu).await,
+                None => g.session.step(&*model),
+            };
+            #[cfg(not(feature = "webgpu"))]
+            let step = g.session.step(&*model);
+            let step = match step.map_err(js_err)? {
+                Some(s) => s,
+                None => return Ok(JsValue::NULL),
+            };
+            let codec = &model.codec;
+            let out = StepOut {
+                step: step.step,
+                candidates: step
+                    .candidates
+                    .iter()
+                    .map(|cs| cs.iter().map(|&(id, p)| Candidate { id, piece: codec.piece(id), p }).collect())
+                    .collect(),
+                revealed: step.revealed,
+                confidence: step.confidence,
+                done: step.done,
+                canvas: CanvasOut::of(codec, &g),
+            };
+            if !out.done && latest.get() == g.id {
+                *slot.borrow_mut() = Some(g);
             }
-            Err(e) => {
-                self.session = None;
-                return Err(js_err(e));
-            }
-        };
-        self.step_out(step)
+            to_js(&out)
+        }, waits)
     }
 
-    fn step_out(&mut self, step: crate::diffusion::Step) -> Result<JsValue, JsValue> {
-        let codec = &self.model.codec;
-        let out = StepOut {
-            step: step.step,
-            total: step.total,
-            revealed_pieces: step.revealed.iter().map(|&p| codec.piece(step.ids[p])).collect(),
-            candidates: step
-                .candidates
-                .iter()
-                .map(|cs| cs.iter().map(|&(id, p)| Candidate { id, piece: codec.piece(id), p }).collect())
-                .collect(),
-            ids: step.ids,
-            revealed: step.revealed,
-            confidence: step.confidence,
-            masked: step.masked,
-            done: step.done,
-        };
-        if out.done {
-            self.session = None;
-        }
-        to_js(&out)
+    /// A whole generation's text (masks as `[MASK]`), without touching the running one: the
+    /// samples shown while training.
+    #[wasm_bindgen(js_name = sampleText)]
+    pub fn sample_text(&self, request: JsValue) -> Result<String, JsValue> {
+        let req: GenerateRequest = from_js(request, "generation request")?;
+        let session = req.into_session(&self.model).map_err(js_err)?;
+        let out = crate::diffusion::run(&*self.model, session, |_| true).map_err(js_err)?;
+        Ok(self.model.codec.render(&out.canvas.ids, "[MASK]"))
     }
 
-    /// Moves this model's weights onto `device`; steps then run through
-    /// `stepPositions` → `gpuLogits` → `stepCommit`.
+    /// Moves this model's weights onto `device`; generation steps then run on the GPU.
     #[cfg(feature = "webgpu")]
     #[wasm_bindgen(js_name = attachGpu)]
     pub fn attach_gpu(&mut self, device: &mut GpuDevice) -> Result<(), JsValue> {
@@ -209,72 +264,10 @@ impl Engine {
         Ok(())
     }
 
-    /// The canvas positions the next step needs logits for, or `null` when the generation is
-    /// complete (the first half of a step, for the asynchronous GPU path).
-    #[wasm_bindgen(js_name = stepPositions)]
-    pub fn step_positions(&mut self) -> Option<Vec<u32>> {
-        let session = self.session.as_mut()?;
-        match session.next_positions() {
-            Some(p) => Some(p.into_iter().map(|x| x as u32).collect()),
-            None => {
-                self.session = None;
-                None
-            }
-        }
-    }
-
-    /// The current canvas' token ids.
-    #[wasm_bindgen(js_name = canvasIds)]
-    pub fn canvas_ids(&self) -> Vec<u32> {
-        self.session.as_ref().map(|s| s.canvas().ids.clone()).unwrap_or_default()
-    }
-
-    /// The running step's scores from the GPU, as raw words (resolves to a `Uint32Array`):
-    /// when the generation's top-k allows (1–256), each row's ranked head, ranked on the GPU
-    /// (`2k + 1` words per row; see `Ranked::to_words`), otherwise the whole logit rows
-    /// `[positions × vocab]` as f32 bits. Pass them to `stepCommit`.
-    #[cfg(feature = "webgpu")]
-    #[wasm_bindgen(js_name = gpuScores)]
-    pub fn gpu_scores(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<js_sys::Promise, JsValue> {
-        let gpu = self.gpu.clone().ok_or_else(|| js_err(Error::Device("no GPU is attached".into())))?;
-        let session = self.session.as_ref().ok_or_else(|| js_err(Error::input("no generation is running")))?;
-        let scoring = session.scoring();
-        Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
-            let words: Vec<u32> = match scoring {
-                Some(s) => gpu.ranked_at(&ids, &positions, &s).await.map_err(js_err)?.to_words(),
-                None => gpu.logits_at(&ids, &positions).await.map_err(js_err)?.iter().map(|v| v.to_bits()).collect(),
-            };
-            Ok(js_sys::Uint32Array::from(words.as_slice()).into())
-        }))
-    }
-
-    /// The second half of a step: commits from the words `gpuScores` gave and returns the
-    /// step.
-    #[wasm_bindgen(js_name = stepCommit)]
-    pub fn step_commit(&mut self, words: Vec<u32>) -> Result<JsValue, JsValue> {
-        let vocab = self.model.config().vocab_size;
-        let session = self.session.as_mut().ok_or_else(|| js_err(Error::input("no generation is running")))?;
-        let committed = match session.ranked_k() {
-            Some(k) => match Ranked::from_words(&words, k.min(vocab)) {
-                Some(r) => session.commit_ranked(&r, vocab),
-                None => Err(Error::model("the GPU returned a ranking of the wrong size")),
-            },
-            None => session.commit(&words.iter().map(|&b| f32::from_bits(b)).collect::<Vec<_>>(), vocab),
-        };
-        let step = match committed {
-            Ok(s) => s,
-            Err(e) => {
-                self.session = None;
-                return Err(js_err(e));
-            }
-        };
-        self.step_out(step)
-    }
-
     /// Drops the running generation, if any.
     pub fn cancel(&mut self) {
-        self.session = None;
+        self.begun.set(self.begun.get() + 1);
+        *self.generation.borrow_mut() = None;
     }
 
     /// Logits `[positions × vocab]` (row-major) for one sequence.
@@ -349,8 +342,9 @@ impl Engine {
     #[wasm_bindgen(js_name = trainAdopt)]
     pub fn train_adopt(&mut self) -> Result<JsValue, JsValue> {
         let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
-        self.session = None;
-        self.model = t.snapshot().map_err(js_err)?;
+        let model = std::rc::Rc::new(t.snapshot().map_err(js_err)?);
+        self.cancel();
+        self.model = model;
         // The GPU copy of the weights follows the trained model (re-uploaded on the same device).
         #[cfg(feature = "webgpu")]
         if let Some(rc) = self.gpu.take() {

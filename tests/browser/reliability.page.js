@@ -41,7 +41,7 @@ try {
   // second instance (its own Worker) is unaffected.
   const a = await DiffusionLM.load(bytes.slice());
   const b = await DiffusionLM.load(bytes.slice());
-  try { await a._t.call('fault', {}); out.fault = 'no error'; } catch (e) { out.fault = e instanceof InternalError ? e.name : `wrong: ${e?.name}`; }
+  try { await a._t.call('faultForTesting', []); out.fault = 'no error'; } catch (e) { out.fault = e instanceof InternalError ? e.name : `wrong: ${e?.name}`; }
   try { await a.generateText('The cat', { length: 4, steps: 2 }); out.afterFault = 'still ran'; } catch (e) { out.afterFault = e.name; }
   out.otherInstance = await b.generateText('The cat', { length: 4, steps: 2 });
   await a.dispose();

@@ -13,7 +13,7 @@ test('a panic becomes an InternalError and the instance is marked unusable', asy
   const lm = await DiffusionLM.load(MODEL);
   const other = await DiffusionLM.load(MODEL);
   assert.ok((await lm.generateText('The cat', { length: 4, steps: 2 })).startsWith('The cat'));
-  await assert.rejects(lm._t.call('fault', {}), (e) => e instanceof InternalError && /deliberate fault|unreachable/.test(e.message));
+  await assert.rejects(lm._t.call('faultForTesting', []), (e) => e instanceof InternalError && /deliberate fault|unreachable/.test(e.message));
   await assert.rejects(lm.generateText('The cat', { length: 4, steps: 2 }), (e) => e instanceof InternalError && /no longer usable/.test(e.message));
   await assert.rejects(other.generateText('The cat', { length: 4, steps: 2 }), InternalError);
 });

@@ -436,6 +436,19 @@ impl GpuEncoder {
     }
 }
 
+/// In the browser a step awaits the GPU's readback inside Rust ([`crate::diffusion::Session::step_async`]).
+impl crate::diffusion::AsyncDenoiser for GpuEncoder {
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+    async fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.logits_at(ids, positions).await
+    }
+    async fn ranked(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Option<Ranked>> {
+        self.ranked_at(ids, positions, s).await.map(Some)
+    }
+}
+
 /// Natively a [`GpuEncoder`] is a sampler backend (blocking on each step's readback) that
 /// ranks on the GPU: a step reads back each row's top-k, not its logits.
 #[cfg(not(target_arch = "wasm32"))]
