@@ -8,6 +8,8 @@
 pub mod backend;
 pub mod diffusion;
 pub mod error;
+#[cfg(feature = "judge")]
+pub mod judge;
 pub mod model;
 pub mod options;
 

@@ -56,6 +56,19 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         sequences: usize,
     },
+    /// Judge text by an autoregressive GGUF model (e.g. SmolLM2-135M, `scripts/judge` fetches
+    /// it): pooled perplexity, word entropy and distinct-2 of the samples, and of the reference.
+    Judge {
+        /// The judge: a `llama` GGUF file with a byte-level BPE tokenizer.
+        #[arg(long)]
+        judge: PathBuf,
+        /// Samples, one per line.
+        #[arg(long)]
+        samples: PathBuf,
+        /// Real text after the same prompts, one per line.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+    },
     /// Time the encoder, a generation and training steps; prints medians and tokens/s.
     Bench {
         /// A Hugging Face folder or a .gguf file.
@@ -145,6 +158,7 @@ fn main() -> ExitCode {
             k => Err(Error::options(format!("--kernel must be own or candle, got `{k}`"))),
         },
         Cmd::Eval { model, corpus, seq_len, sequences } => eval(model, corpus, seq_len, sequences),
+        Cmd::Judge { judge, samples, reference } => judge_cmd(judge, samples, reference),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -472,6 +486,37 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
             all.len()
         )]);
     }
+    Ok(())
+}
+
+fn judge_cmd(judge: PathBuf, samples: PathBuf, reference: Option<PathBuf>) -> Result<(), Error> {
+    use unmask::judge::{distinct_n, word_entropy, Judge};
+    let lines = |p: &PathBuf| -> Result<Vec<String>, Error> {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::input(format!("cannot read {}: {e}", p.display())))?;
+        let v: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        if v.is_empty() {
+            return Err(Error::input(format!("{} has no samples (one per line)", p.display())));
+        }
+        Ok(v)
+    };
+    let pb = spinner(&format!("loading {}", judge.display()));
+    let j = Judge::load(&judge);
+    pb.finish_and_clear();
+    let mut j = j?;
+    let mut out = Vec::new();
+    for (label, path) in std::iter::once(("samples", &samples)).chain(reference.as_ref().map(|r| ("reference", r))) {
+        let texts = lines(path)?;
+        let t0 = Instant::now();
+        let ppl = j.perplexity(&texts)?;
+        out.push(format!(
+            "{label:<9} judge perplexity {ppl:8.2}  word entropy {:.2} bits  distinct-2 {:.3}  ({} lines, {:.1} s)",
+            word_entropy(&texts),
+            distinct_n(&texts, 2),
+            texts.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+    }
+    print_lines(&out);
     Ok(())
 }
 
