@@ -55,6 +55,10 @@ enum Cmd {
         /// Windows scored.
         #[arg(long, default_value_t = 32)]
         sequences: usize,
+        /// Also judge each sampler's text with this autoregressive GGUF model (`scripts/judge`
+        /// fetches one): 8 prompts × 5 seeds × 48 tokens, against the first 40 documents.
+        #[arg(long)]
+        judge: Option<PathBuf>,
     },
     /// Judge text by an autoregressive GGUF model (e.g. SmolLM2-135M, `scripts/judge` fetches
     /// it): pooled perplexity, word entropy and distinct-2 of the samples, and of the reference.
@@ -157,7 +161,7 @@ fn main() -> ExitCode {
             }
             k => Err(Error::options(format!("--kernel must be own or candle, got `{k}`"))),
         },
-        Cmd::Eval { model, corpus, seq_len, sequences } => eval(model, corpus, seq_len, sequences),
+        Cmd::Eval { model, corpus, seq_len, sequences, judge } => eval(model, corpus, seq_len, sequences, judge),
         Cmd::Judge { judge, samples, reference } => judge_cmd(judge, samples, reference),
     };
     match res {
@@ -431,11 +435,14 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) -> Result<(), Error> {
+fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, judge: Option<PathBuf>) -> Result<(), Error> {
     use unmask::diffusion::corpus::{read_documents, unigram_entropy};
     use unmask::diffusion::{TrainOptions, Trainer};
     let docs = read_documents(&corpus)?;
     let m = load(&model)?;
+    if let Some(j) = judge {
+        return judged_samplers(&m, &docs, &j);
+    }
     let opts = TrainOptions { seq_len, valid_fraction: 0.0, eval_sequences: sequences, ..Default::default() };
     let trainer = Trainer::new(&m, &docs, opts)?;
     let e = trainer.evaluate()?;
@@ -486,6 +493,68 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize) 
             all.len()
         )]);
     }
+    Ok(())
+}
+
+/// The samplers the judged table compares, as `generate` options (48 tokens each).
+const JUDGED: [(&str, &[(&str, &str)]); 6] = [
+    ("random, 10 steps (the classic recipe)", &[("strategy", "random"), ("steps", "10")]),
+    ("random, 10 steps, penalty 1.3", &[("strategy", "random"), ("steps", "10"), ("repetitionPenalty", "1.3")]),
+    ("random, 48 steps", &[("strategy", "random"), ("steps", "48")]),
+    ("confidence, 48 steps, penalty 1.3", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3")]),
+    ("confidence, 48 steps, blocks of 8", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8")]),
+    ("confidence, 48 steps, blocks of 8, penalty 1.3", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8"), ("repetitionPenalty", "1.3")]),
+];
+
+/// Judge perplexity, word entropy and distinct-2 per sampler: 8 prompts (the first three words
+/// of the first 8 documents) × seeds 0-4 × 48 tokens; the reference is the first 40 documents
+/// lower-cased, cut to the samples' mean word count. The first five samples of each are printed.
+fn judged_samplers(m: &Model, docs: &[String], judge: &PathBuf) -> Result<(), Error> {
+    use unmask::judge::{distinct_n, word_entropy, Judge};
+    use unmask::options::OptionSet;
+    if docs.len() < 40 {
+        return Err(Error::input(format!("the judged table needs at least 40 documents, the corpus has {}", docs.len())));
+    }
+    let mut j = Judge::load(judge)?;
+    let prompts: Vec<String> = docs.iter().take(8).map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
+    let mut lines = vec![format!("{:<48} {:>6} {:>8} {:>9} {:>8} {:>6} {:>9}", "sampler", "steps", "judge ppl", "word H", "dist-2", "words", "ms/sample")];
+    let mut words_seen = Vec::new();
+    let mut shown = Vec::new();
+    for (label, given) in JUDGED {
+        let pairs: Vec<(&str, serde_json::Value)> =
+            given.iter().map(|(k, v)| (*k, serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(*v)))).collect();
+        let mut texts = Vec::new();
+        let t0 = Instant::now();
+        let mut steps = 0;
+        for p in &prompts {
+            for seed in 0..5u64 {
+                let mut o = SampleOptions::with(&pairs)?;
+                o.seed = seed;
+                let c = Canvas::from_prompt(&m.codec, p, 48, m.config().max_sequence_len())?;
+                let out = diffusion::generate(m, c, &m.codec.banned_ids(), &o, |_| true)?;
+                steps = out.steps;
+                texts.push(m.codec.render(&out.canvas.ids, "[MASK]"));
+            }
+        }
+        let ms = t0.elapsed().as_secs_f64() * 1000.0 / texts.len() as f64;
+        let words = texts.iter().map(|t| t.split_whitespace().count()).sum::<usize>() as f64 / texts.len() as f64;
+        words_seen.push(words);
+        let ppl = j.perplexity(&texts)?;
+        lines.push(format!(
+            "{label:<48} {steps:>6} {ppl:>9.1} {:>8.2} {:>6.3} {words:>6.1} {ms:>9.0}",
+            word_entropy(&texts),
+            distinct_n(&texts, 2)
+        ));
+        shown.push(format!("{label}:"));
+        shown.extend(texts.iter().take(5).map(|t| format!("  {t}")));
+    }
+    let n = (words_seen.iter().sum::<f64>() / words_seen.len() as f64).round() as usize;
+    let real: Vec<String> = docs.iter().take(40).map(|d| d.to_lowercase().split_whitespace().take(n).collect::<Vec<_>>().join(" ")).collect();
+    let ppl = j.perplexity(&real)?;
+    lines.push(format!("{:<48} {:>6} {ppl:>9.1} {:>8.2} {:>6.3} {n:>6} {:>9}", "real text (first 40 documents, lower-cased)", "-", word_entropy(&real), distinct_n(&real, 2), "-"));
+    lines.push(String::new());
+    lines.extend(shown);
+    print_lines(&lines);
     Ok(())
 }
 
