@@ -545,6 +545,8 @@ fn judged_samplers(m: &Model, docs: &[String], judge: &PathBuf) -> Result<(), Er
             word_entropy(&texts),
             distinct_n(&texts, 2)
         ));
+        // Rows as they come: a judged table takes minutes.
+        eprintln!("{}", lines.last().expect("just pushed"));
         shown.push(format!("{label}:"));
         shown.extend(texts.iter().take(5).map(|t| format!("  {t}")));
     }
