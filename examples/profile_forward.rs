@@ -2,10 +2,10 @@
 //! `perf record`. `cargo run --release --example profile_forward -- MODEL TOKENS REPEATS own|candle`
 fn main() -> unmask::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let m = unmask::Model::load(std::path::Path::new(&a[1]))?;
+    let mut m = unmask::Model::load(std::path::Path::new(&a[1]))?;
     let n: usize = a[2].parse().unwrap();
     let reps: usize = a[3].parse().unwrap();
-    unmask::backend::gemm::use_own(a.get(4).map_or(true, |k| k == "own"));
+    m.encoder.kernels.own_gemm = a.get(4).map_or(true, |k| k == "own");
     let ids: Vec<u32> = (0..n as u32).map(|i| 5 + (i * 7919) % 2000).collect();
     let all: Vec<usize> = (0..n).collect();
     let t0 = std::time::Instant::now();

@@ -6,7 +6,8 @@
 //! `bench/cublas.py` times the same shapes with cuBLAS (PyTorch) for the ratio.
 use std::time::Instant;
 
-use unmask::backend::webgpu::{split_k, Gpu, GpuEncoder, SPLIT_TARGET};
+use unmask::backend::webgpu::{kernels, split_k, Gpu, SPLIT_TARGET};
+use unmask::model::GpuEncoder;
 use unmask::diffusion::{self, Canvas, Denoiser, SampleOptions};
 
 /// The GPU encoder as a sampler backend (blocking on each step's readback); with `rank`, the
@@ -46,6 +47,7 @@ fn main() -> unmask::Result<()> {
         let b = gpu.upload("b", &vec![0.0f32; n]);
         let out = gpu.scratch("out", m * n);
         let (dq, ds) = (gpu.upload_u32("unused", &[]), gpu.upload("unused", &[]));
+        let mm = kernels::Matmul { m: m as u32, n: n as u32, k: k as u32, k_slice: 0, has_bias: 1, act: kernels::act::NONE, q8: 0 };
         // Many dispatches per submission so launch and readback latency do not dominate.
         let reps = std::env::var("UNMASK_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(if m * k * n > 1 << 30 { 10 } else { 50 });
         // Unsplit, then split along k as the encoder would (when it would).
@@ -57,10 +59,10 @@ fn main() -> unmask::Result<()> {
                 for _ in 0..reps {
                     let tiles = (n.div_ceil(64) as u32, m.div_ceil(64) as u32);
                     match split {
-                        None => gpu.dispatch(&mut rec, "matmul", &[&x, &w, &b, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1, 0, 0, 0, 0], tiles),
+                        None => gpu.dispatch(&mut rec, mm, &[&x, &w, &b, &out, &dq, &ds], tiles),
                         Some((len, s)) => {
-                            gpu.dispatch(&mut rec, "matmul", &[&x, &w, &b, &part, &dq, &ds], [m as u32, n as u32, k as u32, 1, len as u32, 0, 0, 0], (tiles.0, tiles.1, s as u32));
-                            gpu.dispatch(&mut rec, "split_sum", &[&part, &b, &out], [(m * n) as u32, n as u32, s as u32, 1, 0, 0, 0, 0], Gpu::groups_for(m * n));
+                            gpu.dispatch(&mut rec, kernels::Matmul { k_slice: len as u32, ..mm }, &[&x, &w, &b, &part, &dq, &ds], (tiles.0, tiles.1, s as u32));
+                            gpu.dispatch(&mut rec, kernels::SplitSum { len: (m * n) as u32, n: n as u32, splits: s as u32, has_bias: 1, act: kernels::act::NONE }, &[&part, &b, &out], Gpu::groups_for(m * n));
                         }
                     }
                 }
@@ -95,7 +97,7 @@ fn main() -> unmask::Result<()> {
             let t0 = Instant::now();
             let mut enc = gpu.encoder();
             for _ in 0..200 {
-                gpu.dispatch(&mut enc, "matmul", &[&one, &one, &one, &out, &dq, &ds], [1, 1, 1, 1, 0, 0, 0, 0], (1, 1));
+                gpu.dispatch(&mut enc, kernels::Matmul { m: 1, n: 1, k: 1, k_slice: 0, has_bias: 1, act: kernels::act::NONE, q8: 0 }, &[&one, &one, &one, &out, &dq, &ds], (1, 1));
             }
             let t1 = Instant::now();
             pollster::block_on(gpu.read(enc, &out, 1))?;
@@ -105,7 +107,7 @@ fn main() -> unmask::Result<()> {
     }
     let path = std::env::args().nth(1).unwrap_or_else(|| "models/default.gguf".into());
     let model = unmask::Model::load(std::path::Path::new(&path))?;
-    let enc = GpuEncoder::new(Gpu::new_blocking()?, &model.encoder, Some(&model.store))?;
+    let enc = GpuEncoder::new(Gpu::new_blocking()?, &model.encoder)?;
     let t = model.config().max_sequence_len().min(256);
     let ids: Vec<u32> = (0..t as u32).map(|i| 1000 + i % 500).map(|i| i % model.config().vocab_size as u32).collect();
     let masked: Vec<usize> = (0..t).step_by(2).collect();
@@ -118,7 +120,7 @@ fn main() -> unmask::Result<()> {
     let mut text = String::new();
     // Split-K off, then the default policy; logits read back whole, then ranked on the GPU.
     for (what, target, rank) in [("no split-K, whole rows", 0, false), ("split-K, whole rows", SPLIT_TARGET, false), ("split-K, top-k on the GPU", SPLIT_TARGET, true)] {
-        enc.set_split(target, 128);
+        enc.ops.set_split(target, 128);
         let denoiser = OnGpu { enc: &enc, vocab: model.config().vocab_size, rank };
         if !rank {
             enc.logits_at_blocking(&ids, &masked)?;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod judge;
 pub mod model;
 pub mod options;
+pub mod rng;
 
 pub use error::{Error, Result};
 pub use model::Model;

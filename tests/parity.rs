@@ -4,7 +4,6 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, FAMILIES};
-use unmask::backend::Mode;
 use unmask::Model;
 
 fn expected(family: &str) -> (Tensor, Tensor) {
@@ -25,15 +24,13 @@ fn logits_match_transformers_for_every_family() {
         let (ids, want) = expected(family);
         // Inference with candle's matmul and with our SIMD128 GEMM (the wasm default; here
         // its portable lanes), and the differentiable training path.
-        for (mode, own) in [(Mode::Inference, false), (Mode::Inference, true), (Mode::Train, false)] {
-            unmask::backend::gemm::use_own(own);
-            model.encoder.mode = mode;
-            let got = model.encoder.forward(&ids).unwrap();
+        for (train, own) in [(false, false), (false, true), (true, false)] {
+            model.encoder.kernels.own_gemm = own;
+            let got = if train { model.encoder.forward_train(&ids) } else { model.encoder.forward(&ids) }.unwrap();
             let d = max_abs_diff(&got, &want);
-            println!("{family} {mode:?} own-gemm={own}: max |Δlogit| = {d:.2e}");
-            assert!(d <= 1e-4, "{family} ({mode:?}, own gemm {own}): max |Δlogit| {d} > 1e-4");
+            println!("{family} train={train} own-gemm={own}: max |Δlogit| = {d:.2e}");
+            assert!(d <= 1e-4, "{family} (train {train}, own gemm {own}): max |Δlogit| {d} > 1e-4");
         }
-        unmask::backend::gemm::use_own(cfg!(target_arch = "wasm32"));
     }
 }
 
@@ -42,13 +39,13 @@ fn logits_match_transformers_for_every_family() {
 #[test]
 fn logits_at_selected_positions_equal_the_full_forward() {
     for family in FAMILIES {
-        let model = Model::load(&fixture(family)).unwrap();
+        let mut model = Model::load(&fixture(family)).unwrap();
         let (ids, want) = expected(family);
         let row: Vec<u32> = ids.get(2).unwrap().to_vec1().unwrap();
         let positions = [row.len() - 1, 0, 3, 4, 3];
         let vocab = model.config().vocab_size;
         for own in [false, true] {
-            unmask::backend::gemm::use_own(own);
+            model.encoder.kernels.own_gemm = own;
             let got = model.logits_at(&row, &positions).unwrap();
             assert_eq!(got.len(), positions.len() * vocab);
             for (k, &p) in positions.iter().enumerate() {
@@ -59,7 +56,6 @@ fn logits_at_selected_positions_equal_the_full_forward() {
             }
             assert!(model.logits_at(&row, &[]).unwrap().is_empty(), "{family}: no positions, no logits");
         }
-        unmask::backend::gemm::use_own(cfg!(target_arch = "wasm32"));
     }
 }
 

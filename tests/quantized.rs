@@ -138,17 +138,15 @@ fn vocab_mismatch_between_model_and_tokenizer_is_refused() {
 /// the shipped model (measured 2.5e-2, all top-1 predictions the same).
 #[test]
 fn int8_kernel_keeps_q8_0_models_within_the_bound() {
-    use unmask::backend::int8::use_int8;
     for family in ["bert", "roberta", "roberta-prelayernorm", "distilroberta"] {
         let Ok(model) = Model::load(&fixture(family)) else { panic!("fixture {family}") };
         let ids = probe_ids(model.config().vocab_size as u32);
         let reference = model.encoder.forward(&ids).unwrap();
-        let q = Model::from_gguf_bytes(&to_gguf(&model, WeightDtype::Q8_0)).unwrap();
-        use_int8(false);
+        let mut q = Model::from_gguf_bytes(&to_gguf(&model, WeightDtype::Q8_0)).unwrap();
+        q.encoder.kernels.int8 = false;
         let float = rel_rms(&q.encoder.forward(&ids).unwrap(), &reference);
-        use_int8(true);
+        q.encoder.kernels.int8 = true;
         let int = rel_rms(&q.encoder.forward(&ids).unwrap(), &reference);
-        use_int8(false);
         println!("{family}: q8_0 relative RMS logit error {float:.2e} in f32, {int:.2e} with the int8 kernel");
         assert!(int <= 1.2e-1, "{family}: {int}");
         assert!(int > float * 0.5, "{family}: the int8 kernel was not used ({int} vs {float})");
@@ -157,20 +155,18 @@ fn int8_kernel_keeps_q8_0_models_within_the_bound() {
 
 #[test]
 fn int8_kernel_on_the_shipped_model_agrees_with_its_f32_path() {
-    use unmask::backend::int8::use_int8;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.gguf");
-    let model = Model::load(&path).unwrap();
+    let mut model = Model::load(&path).unwrap();
     let text = "the old house stood at the end of the lane, and nobody had lived in it for many years.";
     let mut ids = model.codec.encode(text).unwrap();
     let positions: Vec<usize> = (1..ids.len() - 1).step_by(3).collect();
     for &p in &positions {
         ids[p] = model.codec.mask_id;
     }
-    use_int8(false);
+    model.encoder.kernels.int8 = false;
     let f = model.logits_at(&ids, &positions).unwrap();
-    use_int8(true);
+    model.encoder.kernels.int8 = true;
     let q = model.logits_at(&ids, &positions).unwrap();
-    use_int8(false);
     let v = model.config().vocab_size;
     let argmax = |l: &[f32]| l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
     let agree = (0..positions.len()).filter(|&r| argmax(&f[r * v..(r + 1) * v]) == argmax(&q[r * v..(r + 1) * v])).count();

@@ -7,7 +7,8 @@ mod common;
 
 use common::{fixture, FAMILIES};
 use unmask::backend::gemm::matmul_t;
-use unmask::backend::webgpu::{Gpu, GpuEncoder};
+use unmask::backend::webgpu::{kernels, Gpu};
+use unmask::model::GpuEncoder;
 use unmask::diffusion::rng::Rng;
 use unmask::Model;
 
@@ -35,7 +36,8 @@ fn matmul_kernel_matches_the_cpu_with_bias_and_activations() {
             let (dq, ds) = (g.upload_u32("unused", &[]), g.upload("unused", &[]));
             let out = g.scratch("out", m * n);
             let mut enc = g.encoder();
-            g.dispatch(&mut enc, "matmul", &[&xb, &wb, &bb, &out, &dq, &ds], [m as u32, n as u32, k as u32, 1 | (act << 1), 0, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
+            let params = kernels::Matmul { m: m as u32, n: n as u32, k: k as u32, k_slice: 0, has_bias: 1, act, q8: 0 };
+            g.dispatch(&mut enc, params, &[&xb, &wb, &bb, &out, &dq, &ds], (n.div_ceil(64) as u32, m.div_ceil(64) as u32));
             let got = pollster::block_on(g.read(enc, &out, m * n)).unwrap();
             let expect: Vec<f32> = want
                 .iter()
@@ -69,10 +71,12 @@ fn split_k_matmul_sums_its_slices_like_one_pass() {
         let (dq, ds) = (g.upload_u32("unused", &[]), g.upload("unused", &[]));
         let (part, out) = (g.scratch("part", splits * m * n), g.scratch("out", m * n));
         let mut rec = g.encoder();
-        let flags = 1 | (3 << 1); // bias, ReLU: applied once, after the sum
+        // Bias and ReLU: applied once, after the sum.
         let (m32, n32) = (m as u32, n as u32);
-        g.dispatch(&mut rec, "matmul", &[&xb, &wb, &bb, &part, &dq, &ds], [m32, n32, k as u32, flags, len as u32, 0, 0, 0], (n.div_ceil(64) as u32, m.div_ceil(64) as u32, splits as u32));
-        g.dispatch(&mut rec, "split_sum", &[&part, &bb, &out], [m32 * n32, n32, splits as u32, flags, 0, 0, 0, 0], Gpu::groups_for(m * n));
+        let mm = kernels::Matmul { m: m32, n: n32, k: k as u32, k_slice: len as u32, has_bias: 1, act: kernels::act::RELU, q8: 0 };
+        g.dispatch(&mut rec, mm, &[&xb, &wb, &bb, &part, &dq, &ds], (n.div_ceil(64) as u32, m.div_ceil(64) as u32, splits as u32));
+        let sum = kernels::SplitSum { len: m32 * n32, n: n32, splits: splits as u32, has_bias: 1, act: kernels::act::RELU };
+        g.dispatch(&mut rec, sum, &[&part, &bb, &out], Gpu::groups_for(m * n));
         assert_eq!(rec.launches(), 2);
         let got = pollster::block_on(g.read(rec, &out, m * n)).unwrap();
         let d = max_diff(&got, &want);
@@ -104,7 +108,8 @@ fn attention_kernel_matches_a_reference_across_key_chunks_and_head_sizes() {
         let (qb, kb, vb) = (g.upload("q", &q), g.upload("k", &k), g.upload("v", &v));
         let out = g.scratch("out", t * w);
         let mut enc = g.encoder();
-        g.dispatch(&mut enc, "attention", &[&qb, &kb, &vb, &out], [t as u32, heads as u32, hd as u32, scale.to_bits(), 0, 0, 0, 0], (t as u32, heads as u32));
+        let params = kernels::Attention { keys: t as u32, heads: heads as u32, head_dim: hd as u32, scale };
+        g.dispatch(&mut enc, params, &[&qb, &kb, &vb, &out], (t as u32, heads as u32));
         let got = pollster::block_on(g.read(enc, &out, t * w)).unwrap();
         let mut want = vec![0f32; t * w];
         for h in 0..heads {
@@ -138,7 +143,8 @@ fn layer_norm_kernel_matches_the_cpu_with_and_without_residual() {
             let (xb, rb, gb, bb) = (g.upload("x", &x), g.upload("r", &r), g.upload("g", &gam), g.upload("b", &bet));
             let (y, s) = (g.scratch("y", rows * h), g.scratch("s", rows * h));
             let mut enc = g.encoder();
-            g.dispatch(&mut enc, "layer_norm", &[&xb, &rb, &gb, &bb, &y, &s], [rows as u32, h as u32, 1e-5f32.to_bits(), residual as u32 | 2, 0, 0, 0, 0], (rows as u32, 1));
+            let params = kernels::LayerNorm { rows: rows as u32, width: h as u32, eps: 1e-5, add_residual: residual as u32, keep_sum: 1 };
+            g.dispatch(&mut enc, params, &[&xb, &rb, &gb, &bb, &y, &s], (rows as u32, 1));
             let got = pollster::block_on(g.read(enc, &y, rows * h)).unwrap();
             let mut want = Vec::new();
             for i in 0..rows {
@@ -157,7 +163,7 @@ fn layer_norm_kernel_matches_the_cpu_with_and_without_residual() {
 fn the_whole_forward_matches_the_cpu_for_every_family() {
     for family in FAMILIES {
         let model = Model::load(&fixture(family)).unwrap();
-        let gpu_enc = GpuEncoder::new(gpu(), &model.encoder, Some(&model.store)).unwrap();
+        let gpu_enc = GpuEncoder::new(gpu(), &model.encoder).unwrap();
         let n = model.config().max_sequence_len().min(37);
         let ids: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 5) % model.config().vocab_size as u32).collect();
         // Out of order and repeated: the last layer runs on exactly these rows.
@@ -166,17 +172,17 @@ fn the_whole_forward_matches_the_cpu_for_every_family() {
         let got = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
         let d = max_diff(&got, &want);
         // Every matmul split along k (slices of 32: 2–4 per product here) gives the same.
-        gpu_enc.set_split(10_000, 32);
+        gpu_enc.ops.set_split(10_000, 32);
         let split = gpu_enc.logits_at_blocking(&ids, &positions).unwrap();
-        gpu_enc.set_split(0, 128);
+        gpu_enc.ops.set_split(0, 128);
         let ds = max_diff(&split, &want);
         assert!(ds <= 1e-3, "{family} split-K: max |Δlogit| {ds}");
         // A second forward of the same length reuses every scratch buffer and agrees.
-        let pooled = gpu_enc.pooled_buffers();
+        let pooled = gpu_enc.ops.pooled_buffers();
         assert!(pooled > 10);
         assert_eq!(gpu_enc.logits_at_blocking(&ids, &positions).unwrap(), got);
-        assert_eq!(gpu_enc.pooled_buffers(), pooled, "no new scratch buffers for a same-length step");
-        println!("{family}: max |Δlogit| GPU vs CPU = {d:.2e} on {}", gpu_enc.gpu.adapter);
+        assert_eq!(gpu_enc.ops.pooled_buffers(), pooled, "no new scratch buffers for a same-length step");
+        println!("{family}: max |Δlogit| GPU vs CPU = {d:.2e} on {}", gpu_enc.gpu().adapter);
         assert!(d <= 1e-3, "{family}: max |Δlogit| {d}");
         assert!(gpu_enc.logits_at_blocking(&ids, &[]).unwrap().is_empty());
     }
@@ -192,7 +198,7 @@ fn q8_0_weights_stay_quantized_on_the_gpu_and_match_the_cpu() {
         let mut bytes = std::io::Cursor::new(Vec::new());
         f32_model.write_gguf(&mut bytes, WeightDtype::Q8_0).unwrap();
         let model = Model::from_gguf_bytes(&bytes.into_inner()).unwrap();
-        let e = GpuEncoder::new(gpu(), &model.encoder, Some(&model.store)).unwrap();
+        let e = GpuEncoder::new(gpu(), &model.encoder).unwrap();
         assert!(e.quantized_matrices() >= 4 * model.config().num_hidden_layers, "{family}: q8 matrices on the GPU");
         let n = model.config().max_sequence_len().min(29);
         let ids: Vec<u32> = (0..n as u32).map(|i| (i * 13 + 3) % model.config().vocab_size as u32).collect();
@@ -202,7 +208,7 @@ fn q8_0_weights_stay_quantized_on_the_gpu_and_match_the_cpu() {
         println!("{family} q8_0: max |Δlogit| GPU vs CPU = {d:.2e}");
         assert!(d <= 1e-3, "{family} q8_0: {d}");
         // Split along k, each slice dequantizing its own blocks.
-        e.set_split(10_000, 32);
+        e.ops.set_split(10_000, 32);
         let d = max_diff(&e.logits_at_blocking(&ids, &positions).unwrap(), &want);
         assert!(d <= 1e-3, "{family} q8_0 split-K: {d}");
     }
@@ -216,7 +222,7 @@ fn ranking_on_the_gpu_matches_the_cpu_reference() {
     use unmask::diffusion::sampling::rank;
     use unmask::diffusion::Scoring;
     let model = Model::load(&fixture("roberta")).unwrap();
-    let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder).unwrap();
     let vocab = model.config().vocab_size;
     let n = model.config().max_sequence_len().min(40);
     let ids: Vec<u32> = (0..n as u32).map(|i| (i * 29 + 11) % vocab as u32).collect();
@@ -272,7 +278,7 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
         }
     }
     let model = Model::load(&fixture("bert")).unwrap();
-    let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder).unwrap();
     let vocab = model.config().vocab_size;
     let banned = model.codec.banned_ids();
     for (strategy, repetition_penalty) in [("random", 1.0), ("confidence", 1.0), ("confidence", 1.3)] {
@@ -314,7 +320,7 @@ fn the_cli_generates_on_the_gpu_like_on_the_cpu() {
 #[test]
 fn bad_requests_are_errors_not_panics() {
     let model = Model::load(&fixture("bert")).unwrap();
-    let e = GpuEncoder::new(gpu(), &model.encoder, None).unwrap();
+    let e = GpuEncoder::new(gpu(), &model.encoder).unwrap();
     assert!(e.logits_at_blocking(&[], &[]).is_err());
     assert!(e.logits_at_blocking(&[1, 2], &[2]).is_err());
     assert!(e.logits_at_blocking(&[u32::MAX], &[0]).is_err());

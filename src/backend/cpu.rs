@@ -1,41 +1,243 @@
-//! CPU implementations of the encoder's ops: candle's tensors (training, which needs their
-//! backward passes), or for inference fused kernels over plain slices (attention, GELU) whose
-//! inner loops are ours ([`super::gemm`], [`super::simd`]). A profile of a generation in
-//! Chromium put a third of the time in candle's softmax and GELU (scalar libm `expf` /
-//! `erff`) and its attention matmuls.
+//! The CPU backend: [`Infer`] (inference: fused kernels over plain slices for attention,
+//! GELU and, where they are the faster ones, the linears, [`super::gemm`], [`super::int8`],
+//! [`super::simd`]; a profile of a generation in Chromium put a third of the time in candle's
+//! softmax and GELU, scalar libm `expf` / `erff`, and its attention matmuls) and [`Train`]
+//! (candle's differentiable ops). Both hold activations as candle tensors `[batch, seq, width]`.
 
-use candle_core::{Tensor, D};
+use std::sync::{Arc, OnceLock};
 
-use super::{gemm, simd, Mode};
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor, D};
+
+use super::int8::QWeights;
+use super::{gemm, simd, Activation, Kernels, Ops};
 use crate::error::Result;
-use crate::model::config::Activation;
 
-/// Inference runs attention and GELU on our fused slice kernels everywhere (in Chromium a
-/// generation spent a third of its time in candle's versions; natively ours are ~3 % faster
-/// too). The linears use our GEMM only where [`gemm::own_enabled`] (wasm32).
-fn fused(mode: Mode) -> bool {
-    mode == Mode::Inference
+/// A linear layer, `[out, in]` weights. Computation is in f32 or, for weights stored
+/// quantized, through the integer kernel ([`super::int8`]) where [`Kernels::int8`] asks for
+/// it. The f32 form of a quantized weight is made on first use only: with the integer kernel
+/// (the wasm default) it is never needed, and a quantized model's linears stay at 1–2 bytes
+/// per weight in wasm memory instead of 4 more (f32 is what computes fastest on the CPU
+/// otherwise: candle's quantized matmul is 2.3× slower than its f32 one).
+pub struct Linear {
+    weight: OnceLock<Tensor>,
+    /// The stored blocks of a weight kept quantized until its f32 form is asked for.
+    blocks: Option<Arc<QTensor>>,
+    /// `(out, in)`.
+    pub dims: (usize, usize),
+    pub bias: Option<Tensor>,
+    /// Stored quantized in the file: inference may use the integer kernel.
+    pub quantized: bool,
+    /// The integer kernel's copy of the weight, made on first use.
+    int8: OnceLock<QWeights>,
 }
 
-/// `x · Wᵀ + b` over the last dimension of `x` (`W` is `[out, in]`). Inference goes through
-/// our kernel where it is the faster one; training keeps candle's differentiable matmul.
-pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, mode: Mode) -> Result<Tensor> {
-    if mode == Mode::Inference && gemm::own_enabled() {
-        let (n, k) = w.dims2()?;
-        return rows_through(x, b, k, n, |xs, bias, m, out| with_f32(w, |ws| super::gemm::matmul_t(xs, ws, bias, m, k, n, out)));
+impl Linear {
+    /// From f32 weights `[out, in]`; `quantized` when the file stored them quantized.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, quantized: bool) -> Result<Self> {
+        let dims = weight.dims2()?;
+        Ok(Self { weight: weight.into(), blocks: None, dims, bias, quantized, int8: Default::default() })
     }
-    let y = x.broadcast_matmul(&w.t()?)?;
+
+    /// From quantized blocks of shape `dims`, dequantized when an f32 form is needed.
+    pub fn from_blocks(blocks: Arc<QTensor>, bias: Option<Tensor>, dims: (usize, usize), quantized: bool) -> Self {
+        Self { weight: Default::default(), blocks: Some(blocks), dims, bias, quantized, int8: Default::default() }
+    }
+
+    /// The stored quantized blocks, when the weight came as blocks.
+    pub fn blocks(&self) -> Option<&QTensor> {
+        self.blocks.as_deref()
+    }
+
+    /// The f32 weight `[out, in]` (dequantized on first use when the file stores it quantized).
+    pub fn weight(&self) -> Result<&Tensor> {
+        if let Some(w) = self.weight.get() {
+            return Ok(w);
+        }
+        let q = self.blocks.as_ref().expect("a linear holds f32 weights or stored blocks");
+        let w = q.dequantize(&Device::Cpu)?;
+        Ok(self.weight.get_or_init(|| w))
+    }
+
+    /// The integer kernel's form of the weight, made on first use (from a temporary f32 copy
+    /// when no f32 form is kept).
+    fn int8(&self) -> Result<&QWeights> {
+        if let Some(q) = self.int8.get() {
+            return Ok(q);
+        }
+        let (n, k) = self.dims;
+        let make = |w: &Tensor| with_f32(w, |w| QWeights::from_f32(w, n, k));
+        let q = match (self.weight.get(), &self.blocks) {
+            (None, Some(b)) => make(&b.dequantize(&Device::Cpu)?)?,
+            _ => make(self.weight()?)?,
+        };
+        Ok(self.int8.get_or_init(|| q))
+    }
+}
+
+/// A layer norm's parameters.
+pub struct Norm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+/// Embedding tables: words `[vocab, h]`, positions `[max, h]`, one token type `[1, h]`.
+pub struct Embeddings {
+    pub word: Tensor,
+    pub position: Tensor,
+    pub token_type: Option<Tensor>,
+}
+
+/// Inference on the CPU with the kernels [`Kernels`] chooses.
+pub struct Infer {
+    pub kernels: Kernels,
+}
+
+/// A training forward: candle ops only, which carry gradients.
+pub struct Train;
+
+fn embed(e: &Embeddings, ids: &[u32], batch: usize, offset: usize) -> Result<Tensor> {
+    let (t, h) = (ids.len() / batch.max(1), e.word.dim(1)?);
+    let flat = Tensor::new(ids, e.word.device())?;
+    let words = e.word.index_select(&flat, 0)?.reshape((batch, t, h))?;
+    let mut x = words.broadcast_add(&e.position.narrow(0, offset, t)?)?;
+    if let Some(tt) = &e.token_type {
+        x = x.broadcast_add(tt)?;
+    }
+    Ok(x)
+}
+
+fn sum(a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Ok(match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
+        Some(b) => (a + b)?,
+        None => a.clone(),
     })
 }
 
-/// `x · Wᵀ + b` through the integer kernel ([`super::int8`]), for quantized files.
-pub fn linear_int8(x: &Tensor, w: &super::int8::QWeights, b: Option<&Tensor>) -> Result<Tensor> {
-    rows_through(x, b, w.k, w.n, |xs, bias, m, out| {
-        super::int8::matmul_q(xs, w, bias, m, out);
-        Ok(())
+fn gather_rows(x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+    Ok(x.index_select(&Tensor::new(rows, x.device())?, 1)?)
+}
+
+impl Ops for Infer {
+    type X = Tensor;
+    type Linear = Linear;
+    type Norm = Norm;
+    type Embeddings = Embeddings;
+
+    fn embed(&mut self, e: &Embeddings, ids: &[u32], batch: usize, offset: usize) -> Result<Tensor> {
+        embed(e, ids, batch, offset)
+    }
+    /// The integer kernel for quantized weights where asked for, else our GEMM or candle's
+    /// matmul; GELU on our vectorised kernel.
+    fn linear(&mut self, l: &Linear, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        let (n, k) = l.dims;
+        let y = if l.quantized && self.kernels.int8 {
+            let q = l.int8()?;
+            rows_through(x, l.bias.as_ref(), k, n, |xs, bias, m, out| {
+                super::int8::matmul_q(xs, q, bias, m, out);
+                Ok(())
+            })?
+        } else if self.kernels.own_gemm {
+            let w = l.weight()?;
+            rows_through(x, l.bias.as_ref(), k, n, |xs, bias, m, out| with_f32(w, |ws| gemm::matmul_t(xs, ws, bias, m, k, n, out)))?
+        } else {
+            candle_linear(x, l)?
+        };
+        match act {
+            Some(Activation::Relu) => Ok(y.relu()?),
+            Some(a) => {
+                let mut v = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                match a {
+                    Activation::GeluTanh => simd::map_in_place(&mut v, simd::gelu_tanh),
+                    _ => simd::map_in_place(&mut v, simd::gelu_erf),
+                }
+                Ok(Tensor::from_vec(v, y.dims(), y.device())?)
+            }
+            None => Ok(y),
+        }
+    }
+    fn add_norm(&mut self, n: &Norm, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(&sum(x, residual)?.contiguous()?, &n.weight, &n.bias, n.eps as f32)?)
+    }
+    fn add_norm_keep(&mut self, n: &Norm, x: &Tensor, residual: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = (x + residual)?;
+        Ok((self.add_norm(n, &s, None)?, s))
+    }
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a + b)?)
+    }
+    fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, tq, h) = q.dims3()?;
+        let tk = k.dim(1)?;
+        let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
+        let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, tq, tk, h, heads);
+        Ok(Tensor::from_vec(out, (b, tq, h), q.device())?)
+    }
+    fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        gather_rows(x, rows)
+    }
+}
+
+impl Ops for Train {
+    type X = Tensor;
+    type Linear = Linear;
+    type Norm = Norm;
+    type Embeddings = Embeddings;
+
+    fn embed(&mut self, e: &Embeddings, ids: &[u32], batch: usize, offset: usize) -> Result<Tensor> {
+        embed(e, ids, batch, offset)
+    }
+    fn linear(&mut self, l: &Linear, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        let y = candle_linear(x, l)?;
+        Ok(match act {
+            None => y,
+            Some(Activation::Gelu) => y.gelu_erf()?,
+            // Written out: candle's fused `gelu` differs from `transformers`' gelu_new by ~1e-3.
+            Some(Activation::GeluTanh) => {
+                let c = (2.0f64 / std::f64::consts::PI).sqrt();
+                let inner = ((&y + (y.powf(3.0)? * 0.044715)?)? * c)?;
+                ((&y * 0.5)? * (inner.tanh()? + 1.0)?)?
+            }
+            Some(Activation::Relu) => y.relu()?,
+        })
+    }
+    fn add_norm(&mut self, n: &Norm, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let x = sum(x, residual)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + n.eps)?.sqrt()?)?;
+        Ok(xn.broadcast_mul(&n.weight)?.broadcast_add(&n.bias)?)
+    }
+    fn add_norm_keep(&mut self, n: &Norm, x: &Tensor, residual: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = (x + residual)?;
+        Ok((self.add_norm(n, &s, None)?, s))
+    }
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok((a + b)?)
+    }
+    fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, tq, h) = q.dims3()?;
+        let tk = k.dim(1)?;
+        let hd = h / heads;
+        let split = |y: &Tensor, t: usize| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
+        let (q, k, v) = (split(q, tq)?, split(k, tk)?, split(v, tk)?);
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let probs = softmax_last(&scores)?;
+        Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, h))?)
+    }
+    fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        gather_rows(x, rows)
+    }
+}
+
+/// `x · Wᵀ + b` by candle's (differentiable) matmul.
+fn candle_linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
+    let y = x.broadcast_matmul(&l.weight()?.t()?)?;
+    Ok(match &l.bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
     })
 }
 
@@ -71,20 +273,6 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
     }
 }
 
-/// Layer norm over the last dimension.
-pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
-    match mode {
-        Mode::Inference => Ok(candle_nn::ops::layer_norm(&x.contiguous()?, w, b, eps as f32)?),
-        Mode::Train => {
-            let mean = x.mean_keepdim(D::Minus1)?;
-            let xc = x.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-            let xn = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
-            Ok(xn.broadcast_mul(w)?.broadcast_add(b)?)
-        }
-    }
-}
-
 /// Softmax over the last dimension from ops that all have backward passes (training's
 /// attention; inference has the fused kernel in [`attention_rows`]).
 fn softmax_last(x: &Tensor) -> Result<Tensor> {
@@ -94,48 +282,7 @@ fn softmax_last(x: &Tensor) -> Result<Tensor> {
     Ok(e.broadcast_div(&sum)?)
 }
 
-pub fn activation(x: &Tensor, act: Activation, mode: Mode) -> Result<Tensor> {
-    if fused(mode) && act != Activation::Relu {
-        let mut v = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        match act {
-            Activation::GeluTanh => simd::map_in_place(&mut v, simd::gelu_tanh),
-            _ => simd::map_in_place(&mut v, simd::gelu_erf),
-        }
-        return Ok(Tensor::from_vec(v, x.dims(), x.device())?);
-    }
-    Ok(match act {
-        Activation::Gelu => x.gelu_erf()?,
-        // Written out: candle's fused `gelu` differs from `transformers`' gelu_new by ~1e-3.
-        Activation::GeluTanh => {
-            let c = (2.0f64 / std::f64::consts::PI).sqrt();
-            let inner = ((x + (x.powf(3.0)? * 0.044715)?)? * c)?;
-            ((x * 0.5)? * (inner.tanh()? + 1.0)?)?
-        }
-        Activation::Relu => x.relu()?,
-    })
-}
-
-/// Multi-head scaled dot-product attention without a mask (no padding in Unmask's batches):
-/// queries `q` `[batch, tq, hidden]` over keys and values `k`, `v` `[batch, tk, hidden]`
-/// (`tq` < `tk` where only some rows' outputs are needed); heads side by side in `hidden`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, mode: Mode) -> Result<Tensor> {
-    let (b, tq, h) = q.dims3()?;
-    let tk = k.dim(1)?;
-    let hd = h / heads;
-    if fused(mode) {
-        let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
-        let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, tq, tk, h, heads);
-        return Ok(Tensor::from_vec(out, (b, tq, h), q.device())?);
-    }
-    // Training: candle's ops, which carry gradients.
-    let split = |y: &Tensor, t: usize| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
-    let (q, k, v) = (split(q, tq)?, split(k, tk)?, split(v, tk)?);
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-    let probs = softmax_last(&scores)?;
-    Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, h))?)
-}
-
-/// [`attention`] on slices, one head at a time: the head's Q (pre-scaled), Kᵀ and V are
+/// [`Infer`]'s attention on slices, one head at a time: the head's Q (pre-scaled), Kᵀ and V are
 /// gathered into contiguous blocks for our untransposed GEMM ([`gemm::matmul_nn`]); the
 /// softmax leaves its rows unnormalised and the context rows are divided by their sums instead
 /// (`hd` divisions per row rather than `t`).

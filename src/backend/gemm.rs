@@ -6,27 +6,9 @@
 //! tiles of 3 rows of `x` × 3 rows of `W` as dot products along `k` with 4-lane vectors
 //! ([`super::simd`]; 9 accumulators + 3 + 1 operands: fits the 16 vector registers V8 gives
 //! wasm SIMD on x86), and walks `W` in blocks of rows that stay in L2 while every row of `x`
-//! passes. Natively candle's AVX/AVX-512 GEMM is faster and stays the default (see [`use_own`]).
-
-use std::cell::Cell;
+//! passes. Natively candle's AVX/AVX-512 GEMM is faster and stays the default (see [`super::Kernels`]).
 
 use super::simd::{self as lanes, F4 as V};
-
-thread_local! {
-    // Per thread, so that tests comparing both kernels do not race each other.
-    static OWN: Cell<bool> = const { Cell::new(cfg!(target_arch = "wasm32")) };
-}
-
-/// Chooses this kernel (true) or candle's matmul (false) for inference linears on the calling
-/// thread. The default is the faster one measured per platform: ours in wasm32, candle's
-/// natively.
-pub fn use_own(on: bool) {
-    OWN.with(|o| o.set(on));
-}
-
-pub fn own_enabled() -> bool {
-    OWN.with(|o| o.get())
-}
 
 const TR: usize = 3;
 const TC: usize = 3;
@@ -197,7 +179,7 @@ mod tests {
 
     #[test]
     fn untransposed_product_matches_a_plain_loop_on_awkward_shapes() {
-        let mut rng = crate::diffusion::rng::Rng::new(5);
+        let mut rng = crate::rng::Rng::new(5);
         // Rows not a multiple of 4, columns not a multiple of 8, and attention's own shapes.
         for &(m, k, n) in &[(1, 1, 1), (3, 2, 7), (5, 9, 8), (7, 32, 33), (9, 300, 32), (12, 32, 256)] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.5).collect();
@@ -214,7 +196,7 @@ mod tests {
 
     #[test]
     fn matches_a_plain_loop_on_awkward_shapes() {
-        let mut rng = crate::diffusion::rng::Rng::new(3);
+        let mut rng = crate::rng::Rng::new(3);
         // Sizes that are not multiples of the 3 × 3 tile, the 4 lanes or the 48-row block.
         for &(m, k, n) in &[(1, 1, 1), (2, 3, 5), (7, 9, 50), (3, 4, 3), (10, 37, 97), (4, 384, 101)] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() - 0.5).collect();

@@ -28,8 +28,6 @@
 //! slower than candle's f32 GEMM and is off by default. The 16-bit variant is checked in Node
 //! (`tests/node/package.test.mjs`).
 
-use std::cell::Cell;
-
 use super::gemm::{for_each_tile, Tiles};
 use super::simd;
 
@@ -37,20 +35,6 @@ use super::simd;
 /// once (per-row scales cost the shipped model 4e-2 relative logit error and a top-1 change;
 /// per-32 scales cost a conversion per two dots and ate the gain).
 pub const GROUP: usize = 128;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(cfg!(target_arch = "wasm32")) };
-}
-
-/// Chooses this kernel for quantized linears on the calling thread (default: on in both wasm
-/// builds, off natively).
-pub fn use_int8(on: bool) {
-    ON.with(|o| o.set(on));
-}
-
-pub fn int8_enabled() -> bool {
-    ON.with(|o| o.get())
-}
 
 /// `W` (`[n, k]`) as integers (relaxed build: 7-bit shifted by +64; otherwise 8-bit in i16),
 /// in groups of [`GROUP`] along `k` (the last one zero-padded), packed for the kernel: per
@@ -437,7 +421,7 @@ mod tests {
 
     #[test]
     fn close_to_f32_on_awkward_shapes() {
-        let mut rng = crate::diffusion::rng::Rng::new(11);
+        let mut rng = crate::rng::Rng::new(11);
         for &(m, k, n) in &[(1, 1, 1), (2, 3, 5), (7, 33, 50), (3, 64, 3), (10, 97, 97), (5, 384, 101), (40, 256, 40)] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
             let w: Vec<f32> = (0..n * k).map(|_| rng.next_f32() * 2.0 - 1.0).collect();

@@ -1,25 +1,77 @@
-//! Where the encoder's heavy operations run.
+//! Where the encoder's heavy operations run. The model (`src/model`) writes its forward pass
+//! once over [`Ops`]; this module knows no model, only rows of activations, weights and the
+//! kernels that combine them. Three implementations:
 //!
-//! Today every op runs on the CPU: candle's tensors for most ops, and for the inference
-//! linears (the bulk of the FLOPs) our own SIMD128 GEMM in [`gemm`] where it beats candle
-//! (wasm32). The ops that have a fused fast path *and* a differentiable composite live in
-//! [`cpu`], chosen by [`Mode`]: candle's fused layer norm and softmax record no backward
-//! pass, so a training forward must use the composite versions or the gradients silently
-//! stop there.
+//! - [`cpu::Infer`]: inference on the CPU, with fused kernels over plain slices whose inner
+//!   loops are ours ([`gemm`], [`int8`], [`simd`]) where they beat candle;
+//! - [`cpu::Train`]: training on the CPU, only candle ops that have backward passes (candle's
+//!   fused layer norm and softmax record none: a training forward through them would silently
+//!   stop the gradients there);
+//! - `webgpu::Pass`: WGSL kernels recorded into one compute pass (feature `webgpu`).
 
 pub mod cpu;
 pub mod gemm;
 pub mod int8;
+pub mod rank;
 pub mod simd;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 
-/// Whether a forward pass must carry gradients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Fused kernels, no autograd (generation, evaluation).
-    #[default]
-    Inference,
-    /// Only ops with backward passes (training).
-    Train,
+use crate::error::Result;
+
+/// The activations `transformers` names in `hidden_act` that we implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact erf GELU (`gelu`).
+    Gelu,
+    /// tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+}
+
+/// Which CPU kernels inference uses, handed to [`cpu::Infer`] with each forward. The default
+/// is the faster choice measured per platform: our GEMM and the integer kernel in wasm32,
+/// candle's matmul and f32 weights natively (`bench/RESULTS.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    /// f32 linears through our SIMD128-style GEMM ([`gemm`]) rather than candle's matmul.
+    pub own_gemm: bool,
+    /// Quantized linears through the integer kernel ([`int8`]) rather than their f32 form.
+    pub int8: bool,
+}
+
+impl Kernels {
+    pub const PLATFORM: Self = Self { own_gemm: cfg!(target_arch = "wasm32"), int8: cfg!(target_arch = "wasm32") };
+}
+
+impl Default for Kernels {
+    fn default() -> Self {
+        Self::PLATFORM
+    }
+}
+
+/// The operations an encoder forward pass is made of, on some device. `X` holds activations:
+/// rows of one width, for one sequence or a batch of sequences of equal length (no padding in
+/// Unmask's batches). Weights are the backend's own types, made once per model.
+pub trait Ops {
+    type X;
+    type Linear;
+    type Norm;
+    type Embeddings;
+
+    /// Word + position (+ token type) embeddings of `batch` sequences of equal length whose ids
+    /// are `ids`, positions counted from `offset`.
+    fn embed(&mut self, e: &Self::Embeddings, ids: &[u32], batch: usize, offset: usize) -> Result<Self::X>;
+    /// `act(x · Wᵀ + b)`.
+    fn linear(&mut self, l: &Self::Linear, x: &Self::X, act: Option<Activation>) -> Result<Self::X>;
+    /// Layer norm of `x + residual` (of `x` alone without one).
+    fn add_norm(&mut self, n: &Self::Norm, x: &Self::X, residual: Option<&Self::X>) -> Result<Self::X>;
+    /// [`Ops::add_norm`] that also returns the sum `x + residual` (the pre-LN residual stream).
+    fn add_norm_keep(&mut self, n: &Self::Norm, x: &Self::X, residual: &Self::X) -> Result<(Self::X, Self::X)>;
+    fn add(&mut self, a: &Self::X, b: &Self::X) -> Result<Self::X>;
+    /// Unmasked multi-head scaled dot-product attention of the rows of `q` over those of `k`
+    /// and `v` (per sequence; heads side by side in the width).
+    fn attention(&mut self, q: &Self::X, k: &Self::X, v: &Self::X, heads: usize) -> Result<Self::X>;
+    /// Rows `rows` of each sequence of `x`.
+    fn gather_rows(&mut self, x: &Self::X, rows: &[u32]) -> Result<Self::X>;
 }

@@ -1,7 +1,7 @@
 //! A training corpus: documents tokenized, split train/validation by document, and packed
 //! into fixed-length windows `<s> … </s>` with `</s>` between documents.
 
-use super::rng::Rng;
+use crate::rng::Rng;
 use crate::error::{Error, Result};
 use crate::model::TextCodec;
 

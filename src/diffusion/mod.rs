@@ -10,7 +10,7 @@ pub mod canvas;
 pub mod corpus;
 pub mod objective;
 pub mod request;
-pub mod rng;
+pub use crate::rng;
 pub mod sampler;
 pub mod sampling;
 pub mod schedule;

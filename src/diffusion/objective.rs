@@ -8,7 +8,7 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::rng::Rng;
+use crate::rng::Rng;
 use crate::backend::cpu;
 use crate::error::{Error, Result};
 use crate::model::Encoder;
@@ -171,11 +171,8 @@ pub fn mask_batch(
 pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch) -> Result<(Tensor, Tensor, usize)> {
     let dev = Device::Cpu;
     let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.seq), &dev)?;
-    let hidden = encoder.hidden(&ids)?;
-    let h = hidden.dim(2)?;
-    let flat = hidden.reshape((batch.batch * batch.seq, h))?;
     let pos = Tensor::from_slice(&batch.positions, batch.positions.len(), &dev)?;
-    let logits = encoder.head(&flat.index_select(&pos, 0)?)?;
+    let logits = encoder.train_logits(&ids, &pos)?;
     let logp = cpu::log_softmax_last(&logits)?;
     let tgt = Tensor::from_slice(&batch.targets, (batch.targets.len(), 1), &dev)?;
     let ce = logp.gather(&tgt, 1)?.squeeze(1)?.neg()?;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::canvas::Canvas;
-use super::rng::Rng;
+use crate::rng::Rng;
 use super::sampling::{pick, pick_ranked, Pick, Ranked, SamplingParams, Scoring};
 use super::schedule::Schedule;
 use crate::error::{Error, Result};
@@ -48,8 +48,16 @@ impl<D: Denoiser + ?Sized> AsyncDenoiser for Now<'_, D> {
     }
 }
 
-/// The largest top-k a device ranker serves (its per-row workgroup sorts at most this many).
-pub const MAX_RANKED: usize = 256;
+pub use crate::backend::rank::MAX_RANKED;
+
+/// The output of a future that never waits (work over [`Now`]), in one poll and no executor.
+pub fn ready<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    match std::pin::pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("work that does not wait finished in one poll"),
+    }
+}
 
 impl Denoiser for crate::model::Model {
     fn vocab_size(&self) -> usize {
@@ -57,6 +65,35 @@ impl Denoiser for crate::model::Model {
     }
     fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
         self.logits_at(ids, positions)
+    }
+}
+
+/// In the browser a step awaits the GPU's readback inside Rust ([`Session::step_async`]); a
+/// step ranks on the GPU and reads back each row's top-k, not its logits.
+#[cfg(feature = "webgpu")]
+impl AsyncDenoiser for crate::model::GpuEncoder {
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+    async fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.logits_at(ids, positions).await
+    }
+    async fn ranked(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Option<Ranked>> {
+        self.ranked_at(ids, positions, s).await.map(Some)
+    }
+}
+
+/// Natively a [`crate::model::GpuEncoder`] blocks on each step's readback.
+#[cfg(all(feature = "webgpu", not(target_arch = "wasm32")))]
+impl Denoiser for crate::model::GpuEncoder {
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+    fn logits(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.logits_at_blocking(ids, positions)
+    }
+    fn ranked(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Option<Ranked>> {
+        self.ranked_at_blocking(ids, positions, s).map(Some)
     }
 }
 
@@ -219,14 +256,7 @@ impl Session {
 
     /// Runs one denoising step; `None` once the canvas is complete.
     pub fn step<D: Denoiser + ?Sized>(&mut self, model: &D) -> Result<Option<Step>> {
-        use std::future::Future;
-        use std::task::{Context, Poll, Waker};
-        let now = Now(model);
-        let step = std::pin::pin!(self.step_async(&now));
-        match step.poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(r) => r,
-            Poll::Pending => unreachable!("a synchronous denoiser never waits"),
-        }
+        ready(self.step_async(&Now(model)))
     }
 
     /// [`Session::step`] with a denoiser whose results arrive later (WebGPU in the browser):

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::adamw::AdamW;
 use super::corpus::{window, Corpus};
 use super::objective::{loss_terms, mask_batch, MaskSchedule};
-use super::rng::Rng;
-use crate::backend::Mode;
+use crate::rng::Rng;
 use crate::error::{Error, Result};
 use crate::options::{ge, gt, le, lt, Kind, OptionSet, MAX_SAFE_INTEGER};
 use crate::{choice_enum, options};
@@ -243,8 +242,7 @@ impl Trainer {
             store.insert(n.clone(), Stored::Dense(v.as_tensor().clone()));
             vars.push((n.clone(), v));
         }
-        let mut encoder = Encoder::load(&config, &store)?;
-        encoder.mode = Mode::Train;
+        let encoder = Encoder::load(&config, &store)?;
         // Tensors the encoder does not use (a checkpoint's pooler) get no gradient and are
         // left as they are.
         let adam = AdamW::new(&vars, options.weight_decay)?;

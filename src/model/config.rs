@@ -99,15 +99,7 @@ pub struct ModelConfig {
     pub position_embedding_type: String,
 }
 
-/// The activations `transformers` names in `hidden_act` that we implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// Exact erf GELU (`gelu`).
-    Gelu,
-    /// tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    Relu,
-}
+pub use crate::backend::Activation;
 
 /// Upper bounds that keep a hostile config from asking for absurd allocations before any
 /// tensor is read (a model this size would not run in a browser anyway).

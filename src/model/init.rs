@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::ModelConfig;
 use super::encoder::Names;
-use crate::diffusion::rng::Rng;
+use crate::rng::Rng;
 use crate::error::Result;
 
 /// Every tensor name of a family's `*ForMaskedLM` checkpoint with its shape (decoder tied, so

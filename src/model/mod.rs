@@ -4,6 +4,9 @@
 pub mod bpe;
 pub mod config;
 pub mod encoder;
+pub mod forward;
+#[cfg(feature = "webgpu")]
+pub mod gpu;
 pub mod init;
 pub mod gguf;
 pub mod text;
@@ -14,6 +17,8 @@ use serde::Serialize;
 
 pub use config::{Family, ModelConfig};
 pub use encoder::Encoder;
+#[cfg(feature = "webgpu")]
+pub use gpu::GpuEncoder;
 pub use text::TextCodec;
 pub use weights::WeightStore;
 

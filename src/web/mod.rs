@@ -25,11 +25,9 @@ fn promise(f: impl std::future::Future<Output = Result<JsValue, JsValue>> + 'sta
         return wasm_bindgen_futures::future_to_promise(f);
     }
     let _ = waits;
-    use std::task::{Context, Poll, Waker};
-    match std::pin::pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(Ok(v)) => js_sys::Promise::resolve(&v),
-        Poll::Ready(Err(e)) => js_sys::Promise::reject(&e),
-        Poll::Pending => unreachable!("work that does not wait finished in one poll"),
+    match crate::diffusion::sampler::ready(f) {
+        Ok(v) => js_sys::Promise::resolve(&v),
+        Err(e) => js_sys::Promise::reject(&e),
     }
 }
 
@@ -148,7 +146,7 @@ pub struct Engine {
     /// The model's weights on the GPU, when WebGPU is in use. An `Rc` so a pending
     /// readback (a JS promise) can hold it while JS keeps calling in.
     #[cfg(feature = "webgpu")]
-    gpu: Option<std::rc::Rc<crate::backend::webgpu::GpuEncoder>>,
+    gpu: Option<std::rc::Rc<crate::model::GpuEncoder>>,
 }
 
 /// A WebGPU device with the kernels compiled, waiting to be attached to an engine.
@@ -259,7 +257,7 @@ impl Engine {
     #[wasm_bindgen(js_name = attachGpu)]
     pub fn attach_gpu(&mut self, device: &mut GpuDevice) -> Result<(), JsValue> {
         let gpu = device.0.take().ok_or_else(|| js_err(Error::Device("this GPU device is already in use".into())))?;
-        let enc = crate::backend::webgpu::GpuEncoder::new(gpu, &self.model.encoder, Some(&self.model.store)).map_err(js_err)?;
+        let enc = crate::model::GpuEncoder::new(gpu, &self.model.encoder).map_err(js_err)?;
         self.gpu = Some(std::rc::Rc::new(enc));
         Ok(())
     }
@@ -349,7 +347,7 @@ impl Engine {
         #[cfg(feature = "webgpu")]
         if let Some(rc) = self.gpu.take() {
             if let Ok(old) = std::rc::Rc::try_unwrap(rc) {
-                let enc = crate::backend::webgpu::GpuEncoder::new(old.into_gpu(), &self.model.encoder, Some(&self.model.store))
+                let enc = crate::model::GpuEncoder::new(old.into_gpu(), &self.model.encoder)
                     .map_err(js_err)?;
                 self.gpu = Some(std::rc::Rc::new(enc));
             }

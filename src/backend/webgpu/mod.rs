@@ -1,34 +1,23 @@
-//! The WebGPU backend: the encoder's forward pass as WGSL compute kernels through `wgpu`
-//! (natively on Vulkan — Mesa's lavapipe in CI — and, compiled to wasm32, on the browser's
-//! WebGPU). The CPU path stays the reference: every kernel and the whole forward are tested
-//! against it (`tests/webgpu.rs`).
+//! The WebGPU backend: the [`super::Ops`] of a forward pass as WGSL compute kernels through
+//! `wgpu` (natively on Vulkan — Mesa's lavapipe in CI — and, compiled to wasm32, on the
+//! browser's WebGPU). The CPU backend stays the reference: every kernel and the whole forward
+//! are tested against it (`tests/webgpu.rs`).
 //!
-//! One forward pass is one command submission; weights are uploaded once per model and only
-//! the logits of the requested positions are read back.
+//! One forward pass is one command submission ([`Pass`]); weights are uploaded once per model
+//! and only what the caller asks for (logits, or each row's ranked head) is read back.
 
-mod encoder;
 pub mod kernels;
+mod ops;
+
+pub use kernels::Kernel;
 
 use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-pub use encoder::{split_k, GpuEncoder, SPLIT_TARGET};
+pub use ops::{split_k, GpuEmbeddings, GpuLinear, GpuNorm, GpuOps, Pass, Rows, SPLIT_TARGET};
 
 use crate::error::{Error, Result};
-
-/// The kernels, by name.
-const KERNELS: [(&str, &str); 9] = [
-    ("top_k", kernels::TOP_K),
-    ("penalize", kernels::PENALIZE),
-    ("matmul", kernels::MATMUL),
-    ("split_sum", kernels::SPLIT_SUM),
-    ("layer_norm", kernels::LAYER_NORM),
-    ("attention", kernels::ATTENTION),
-    ("embed", kernels::EMBED),
-    ("gather", kernels::GATHER),
-    ("add", kernels::ADD),
-];
 
 /// A device with the compiled kernels.
 pub struct Gpu {
@@ -67,10 +56,10 @@ impl Gpu {
             .await
             .map_err(|e| gpu_err("cannot open the WebGPU device", e))?;
         let mut pipelines = HashMap::new();
-        for (name, body) in KERNELS {
+        for &(name, source) in kernels::ALL {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(kernels::source(body).into()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
             });
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(name),
@@ -105,17 +94,16 @@ impl Gpu {
         let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytemuck_f32(data),
+            contents: bytemuck::cast_slice(data),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         })
     }
 
     pub fn upload_u32(&self, label: &str, data: &[u32]) -> wgpu::Buffer {
         let data: &[u32] = if data.is_empty() { &[0] } else { data };
-        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: &bytes,
+            contents: bytemuck::cast_slice(data),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         })
     }
@@ -130,11 +118,13 @@ impl Gpu {
         })
     }
 
-    /// Records one kernel launch: `buffers` bind to 1, 2, … in order, `params` to the uniform.
-    /// Nothing reaches the GPU until [`Gpu::read`] encodes the whole recording.
-    pub fn dispatch(&self, rec: &mut Recorder, kernel: &'static str, buffers: &[&wgpu::Buffer], params: [u32; 8], groups: impl Into<Groups>) {
+    /// Records one launch of the kernel `K`: `params` bind to its uniform, `buffers` to 1, 2, …
+    /// in order. Nothing reaches the GPU until [`Gpu::read`] encodes the whole recording.
+    pub fn dispatch<K: Kernel>(&self, rec: &mut Recorder, params: K, buffers: &[&wgpu::Buffer], groups: impl Into<Groups>) {
         let Groups(g) = groups.into();
-        rec.launches.push(Launch { kernel, buffers: buffers.iter().map(|&b| b.clone()).collect(), params, groups: g.map(|v| v.max(1)) });
+        let mut bytes = [0u8; kernels::PARAMS_BYTES];
+        bytes[..std::mem::size_of::<K>()].copy_from_slice(bytemuck::bytes_of(&params));
+        rec.launches.push(Launch { kernel: K::NAME, buffers: buffers.iter().map(|&b| b.clone()).collect(), params: bytes, groups: g.map(|v| v.max(1)) });
     }
 
     /// Encodes a recording: every launch's parameters in one uniform buffer (one slot per
@@ -146,12 +136,10 @@ impl Gpu {
         if rec.launches.is_empty() {
             return enc;
         }
-        let stride = self.uniform_align.max(32) as usize;
+        let stride = (self.uniform_align as usize).max(kernels::PARAMS_BYTES);
         let mut bytes = vec![0u8; stride * rec.launches.len()];
         for (i, l) in rec.launches.iter().enumerate() {
-            for (j, v) in l.params.iter().enumerate() {
-                bytes[i * stride + 4 * j..i * stride + 4 * j + 4].copy_from_slice(&v.to_le_bytes());
-            }
+            bytes[i * stride..i * stride + kernels::PARAMS_BYTES].copy_from_slice(&l.params);
         }
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
@@ -163,7 +151,7 @@ impl Gpu {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let params = wgpu::BufferBinding { buffer: &uniform, offset: (i * stride) as u64, size: wgpu::BufferSize::new(32) };
+                let params = wgpu::BufferBinding { buffer: &uniform, offset: (i * stride) as u64, size: wgpu::BufferSize::new(kernels::PARAMS_BYTES as u64) };
                 let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) }];
                 for (j, b) in l.buffers.iter().enumerate() {
                     entries.push(wgpu::BindGroupEntry { binding: j as u32 + 1, resource: b.as_entire_binding() });
@@ -249,7 +237,7 @@ impl Recorder {
 struct Launch {
     kernel: &'static str,
     buffers: Vec<wgpu::Buffer>,
-    params: [u32; 8],
+    params: [u8; kernels::PARAMS_BYTES],
     groups: [u32; 3],
 }
 
@@ -266,11 +254,6 @@ impl From<(u32, u32, u32)> for Groups {
     fn from((x, y, z): (u32, u32, u32)) -> Self {
         Groups([x, y, z])
     }
-}
-
-fn bytemuck_f32(data: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern of the result is read as plain bytes.
-    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
 }
 
 /// A one-shot channel whose receiver is a future (the map callback may run on another

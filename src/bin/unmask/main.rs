@@ -155,10 +155,7 @@ fn main() -> ExitCode {
         Cmd::Info { model } => info(model),
         Cmd::Train(a) => train(a),
         Cmd::Bench { model, corpus, repeats, kernel } => match kernel.as_str() {
-            "own" | "candle" => {
-                unmask::backend::gemm::use_own(kernel == "own");
-                bench(model, corpus, repeats)
-            }
+            "own" | "candle" => bench(model, corpus, repeats, kernel == "own"),
             k => Err(Error::options(format!("--kernel must be own or candle, got `{k}`"))),
         },
         Cmd::Eval { model, corpus, seq_len, sequences, judge } => eval(model, corpus, seq_len, sequences, judge),
@@ -205,7 +202,7 @@ fn generate(a: GenerateArgs) -> Result<(), Error> {
         "gpu" => {
             let g = unmask::backend::webgpu::Gpu::new_blocking()?;
             eprintln!("GPU: {}", g.adapter);
-            Some(unmask::backend::webgpu::GpuEncoder::new(g, &model.encoder, Some(&model.store))?)
+            Some(unmask::model::GpuEncoder::new(g, &model.encoder)?)
         }
         _ => None,
     };
@@ -603,13 +600,14 @@ fn median_ms(mut f: impl FnMut() -> Result<(), Error>, repeats: usize) -> Result
     Ok(t[t.len() / 2])
 }
 
-fn bench(model: PathBuf, corpus: Option<PathBuf>, repeats: usize) -> Result<(), Error> {
+fn bench(model: PathBuf, corpus: Option<PathBuf>, repeats: usize, own_gemm: bool) -> Result<(), Error> {
     use unmask::diffusion::corpus::read_documents;
     use unmask::diffusion::{TrainOptions, Trainer};
-    let m = load(&model)?;
+    let mut m = load(&model)?;
+    m.encoder.kernels.own_gemm = own_gemm;
     let max = m.config().max_sequence_len();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    let kernel = if unmask::backend::gemm::own_enabled() { "own SIMD128-style" } else { "candle" };
+    let kernel = if own_gemm { "own SIMD128-style" } else { "candle" };
     let mut lines = vec![format!("model {} ({}), threads: {threads}, matmul: {kernel}", m.name, m.info().dtype)];
     for len in [64usize, 128, 256].into_iter().filter(|&l| l <= max) {
         let ids: Vec<u32> = (0..len as u32).map(|i| 1000 + i % 500).map(|i| i % m.config().vocab_size as u32).collect();
