@@ -179,11 +179,19 @@ pub trait OptionSet: Sized + Serialize + for<'de> serde::Deserialize<'de> + Defa
 /// Fills in each spec's default from the struct's `DEFAULT`.
 #[doc(hidden)]
 pub fn with_defaults<T: Serialize>(mut specs: Vec<Spec>, defaults: &T) -> Vec<Spec> {
-    let v = serde_json::to_value(defaults).expect("options serialise");
+    let v = to_json(defaults);
     for s in &mut specs {
-        s.default = shortest(&v[s.name.as_str()]);
+        s.default = v[s.name.as_str()].clone();
     }
     specs
+}
+
+/// Options as JSON with every `f32` written as the decimal it was written as.
+pub fn to_json<T: Serialize>(options: &T) -> Value {
+    match serde_json::to_value(options).expect("options serialise") {
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, shortest(&v))).collect()),
+        v => v,
+    }
 }
 
 /// An `f32` field's value as the decimal it was written as (0.9, not 0.8999999761581421).

@@ -97,6 +97,14 @@ fn perplexity_matches_a_direct_computation() {
         let ppl = j.perplexity(&["the cat sat".to_string()]).unwrap();
         assert!((ppl - (cached / n as f64).exp()).abs() < 1e-6);
         let uniform = tokens.len() as f64;
+        // Sequences of different lengths scored together equal each scored alone.
+        let batch: Vec<Vec<u32>> = ["the cat sat", "sat", "the the cat cat sat at"].iter().map(|t| j.encode(t).unwrap()).collect();
+        let together = j.nll_batch(&batch).unwrap();
+        for (ids, (s, k)) in batch.iter().zip(&together) {
+            let (alone, m) = j.nll_ids_uncached(ids).unwrap();
+            assert_eq!(*k, m);
+            assert!((s - alone).abs() < 1e-3 * alone.abs().max(1.0), "{dtype:?}: batched {s} vs alone {alone}");
+        }
         assert!(ppl > uniform / 4.0 && ppl < uniform * 4.0 && (ppl - uniform).abs() > 1e-3, "{dtype:?}: perplexity {ppl}");
     }
 }

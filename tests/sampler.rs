@@ -260,3 +260,43 @@ fn more_steps_than_masks_is_one_token_per_step() {
     let err = unmask::diffusion::Session::new(canvas(2, 4), &[], &SampleOptions { steps: 0, ..Default::default() });
     assert!(matches!(err, Err(unmask::Error::Options(m)) if m.contains("steps")));
 }
+
+/// `redraw`: in the middle half of the steps the least confident committed tokens (never those
+/// just revealed, never fixed ones) are masked again, the schedule still ends on a full canvas
+/// in the planned steps, and off by default.
+#[test]
+fn redraw_masks_the_least_confident_tokens_again_in_the_middle_half_and_still_finishes() {
+    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
+        let opts = SampleOptions { strategy, steps: 12, redraw: 2, seed: 3, ..Default::default() };
+        let start = canvas(3, 24);
+        let (steps, end) = run(start.clone(), &opts);
+        assert!(end.masked().is_empty() && steps.last().unwrap().done, "{strategy:?}");
+        if strategy != Strategy::Threshold {
+            assert_eq!(steps.len(), 12, "{strategy:?}");
+        }
+        let mut conf = std::collections::HashMap::new();
+        let mut prev = start.ids.clone();
+        for (k, s) in steps.iter().enumerate() {
+            let before: Vec<usize> = conf.keys().copied().collect();
+            for (&p, &c) in s.revealed.iter().zip(&s.confidence) {
+                conf.insert(p, c);
+            }
+            // Steps 3..9 of 12 (the middle half) redraw two each.
+            assert_eq!(s.redrawn.len(), if (3..9).contains(&k) { 2 } else { 0 }, "{strategy:?} step {k}");
+            let mut eligible: Vec<usize> = before.into_iter().filter(|p| prev[*p] != MASK && !s.revealed.contains(p)).collect();
+            eligible.sort_by(|a, b| conf[a].total_cmp(&conf[b]).then(a.cmp(b)));
+            let mut want: Vec<usize> = eligible.into_iter().take(s.redrawn.len()).collect();
+            want.sort_unstable();
+            assert_eq!(s.redrawn, want, "{strategy:?} step {k}: the least confident committed tokens");
+            for &p in &s.redrawn {
+                assert_eq!(s.ids[p], MASK);
+                assert!(!start.fixed[p]);
+                conf.remove(&p);
+            }
+            assert_eq!(s.masked, s.ids.iter().filter(|&&t| t == MASK).count());
+            prev = s.ids.clone();
+        }
+    }
+    let (steps, _) = run(canvas(3, 24), &SampleOptions { steps: 12, ..Default::default() });
+    assert!(steps.iter().all(|s| s.redrawn.is_empty()), "off by default");
+}

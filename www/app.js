@@ -108,7 +108,18 @@ function applySpecs(specs) {
       el.value = spec.default === null ? '' : String(spec.default);
     }
   }
+  const preset = document.getElementById('o-preset');
+  preset.replaceChildren(...specs.presets.map((p, i) => new Option(p.name, String(i))));
+  preset.onchange = () => applyPreset(specs.presets[Number(preset.value)].options);
   showModeLr();
+}
+
+/** Sets the option fields to a preset's values (`null`: off, an empty field). */
+function applyPreset(options) {
+  for (const el of document.querySelectorAll('[data-option]')) {
+    const v = options[el.getAttribute('data-option')];
+    if (v !== undefined) el.value = v === null ? '' : String(v);
+  }
 }
 
 /** The learning-rate field shows the mode's default until the user types one. */

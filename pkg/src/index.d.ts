@@ -55,6 +55,11 @@ export interface OptionSpecs {
   training: OptionSpec[];
   /** The learning rate each training mode defaults to. */
   modeLr: { finetune: number; scratch: number };
+  /**
+   * Named sampling settings, the defaults first, then the classic recipe (random, 10 steps):
+   * every sampling option by name, `null` where it is off.
+   */
+  presets: { name: string; options: Record<string, number | string | null> }[];
 }
 
 /**
@@ -72,13 +77,18 @@ export interface SamplingOptions {
   topP?: number;
   /**
    * Penalty for ids already on the canvas, prompt included (`transformers`' repetition_penalty:
-   * their logits are divided by it, multiplied when negative). 1 (the default) is off; 1.2–1.5
+   * their logits are divided by it, multiplied when negative). 1 is off; 1.2–1.5 (default 1.3)
    * keeps confidence decoding with a small model from repeating one phrase.
    */
   repetitionPenalty?: number;
   seed?: number;
   /** Top candidates reported per revealed token (0–64). */
   candidates?: number;
+  /**
+   * Committed tokens masked again per step in the middle half of the steps, the least
+   * confident first, and drawn anew later (ReMDM-style remasking); 0 (the default) is off.
+   */
+  redraw?: number;
   /** How masks read in a step's `text` (default `[MASK]`). */
   mask?: string;
   signal?: AbortSignal;
@@ -129,6 +139,8 @@ export interface DenoiseStep {
   revealed: Int32Array;
   confidence: Float32Array;
   candidates: Candidate[][];
+  /** Positions masked again after the reveals (the `redraw` option), drawn anew later. */
+  redrawn: Int32Array;
   masked: number;
   ms: number;
   done: boolean;

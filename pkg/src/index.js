@@ -350,6 +350,7 @@ class StepStream extends LockedStream {
         ...s,
         ids: Int32Array.from(s.ids),
         revealed: Int32Array.from(s.revealed),
+        redrawn: Int32Array.from(s.redrawn),
         confidence: Float32Array.from(s.confidence),
         ms,
       };

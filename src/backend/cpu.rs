@@ -160,10 +160,6 @@ impl Ops for Infer {
     fn add_norm(&mut self, n: &Norm, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         Ok(candle_nn::ops::layer_norm(&sum(x, residual)?.contiguous()?, &n.weight, &n.bias, n.eps as f32)?)
     }
-    fn add_norm_keep(&mut self, n: &Norm, x: &Tensor, residual: &Tensor) -> Result<(Tensor, Tensor)> {
-        let s = (x + residual)?;
-        Ok((self.add_norm(n, &s, None)?, s))
-    }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)
     }
@@ -209,10 +205,6 @@ impl Ops for Train {
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let xn = xc.broadcast_div(&(var + n.eps)?.sqrt()?)?;
         Ok(xn.broadcast_mul(&n.weight)?.broadcast_add(&n.bias)?)
-    }
-    fn add_norm_keep(&mut self, n: &Norm, x: &Tensor, residual: &Tensor) -> Result<(Tensor, Tensor)> {
-        let s = (x + residual)?;
-        Ok((self.add_norm(n, &s, None)?, s))
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)

@@ -66,8 +66,12 @@ pub trait Ops {
     fn linear(&mut self, l: &Self::Linear, x: &Self::X, act: Option<Activation>) -> Result<Self::X>;
     /// Layer norm of `x + residual` (of `x` alone without one).
     fn add_norm(&mut self, n: &Self::Norm, x: &Self::X, residual: Option<&Self::X>) -> Result<Self::X>;
-    /// [`Ops::add_norm`] that also returns the sum `x + residual` (the pre-LN residual stream).
-    fn add_norm_keep(&mut self, n: &Self::Norm, x: &Self::X, residual: &Self::X) -> Result<(Self::X, Self::X)>;
+    /// [`Ops::add_norm`] that also returns the sum `x + residual` (the pre-LN residual stream);
+    /// a device with a fused kernel writes both in one pass.
+    fn add_norm_keep(&mut self, n: &Self::Norm, x: &Self::X, residual: &Self::X) -> Result<(Self::X, Self::X)> {
+        let sum = self.add(x, residual)?;
+        Ok((self.add_norm(n, &sum, None)?, sum))
+    }
     fn add(&mut self, a: &Self::X, b: &Self::X) -> Result<Self::X>;
     /// Unmasked multi-head scaled dot-product attention of the rows of `q` over those of `k`
     /// and `v` (per sequence; heads side by side in the width).

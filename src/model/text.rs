@@ -177,22 +177,55 @@ impl TextCodec {
     }
 }
 
-/// `transformers`' `clean_up_tokenization`: no space before punctuation and English
-/// contractions.
+/// `transformers`' `clean_up_tokenization` (no space before punctuation and English
+/// contractions), then what WordPiece's spacing loses and people write tight: hyphenated
+/// words (`third - largest` → `third-largest`), the inside of brackets (`( 2, 000 sq mi )` →
+/// `(2,000 sq mi)`), digit groups (`2, 000` → `2,000`), and no space before `;` or `:`.
 fn clean_up_spaces(text: &str) -> String {
-    const RULES: [(&str, &str); 10] = [
+    const RULES: [(&str, &str); 14] = [
         (" .", "."),
         (" ?", "?"),
         (" !", "!"),
         (" ,", ","),
+        (" ;", ";"),
+        (" :", ":"),
         (" ' ", "'"),
         (" n't", "n't"),
         (" 'm", "'m"),
         (" 's", "'s"),
         (" 've", "'ve"),
         (" 're", "'re"),
+        ("( ", "("),
+        (" )", ")"),
     ];
-    RULES.iter().fold(text.to_string(), |t, (from, to)| t.replace(from, to))
+    let text = RULES.iter().fold(text.to_string(), |t, (from, to)| t.replace(from, to));
+    tighten(&text)
+}
+
+/// Drops the spaces around a hyphen between two letters or digits, and the space after a
+/// comma between digits when exactly three digits follow (a thousands group).
+fn tighten(text: &str) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < c.len() {
+        let prev = out.chars().last().is_some_and(char::is_alphanumeric);
+        if prev && c[i..].starts_with(&[' ', '-', ' ']) && c.get(i + 3).is_some_and(|ch| ch.is_alphanumeric()) {
+            out.push('-');
+            i += 3;
+            continue;
+        }
+        let digit_before = out.chars().last().is_some_and(|ch| ch.is_ascii_digit());
+        let group = c.get(i + 2..i + 5).is_some_and(|g| g.iter().all(char::is_ascii_digit)) && !c.get(i + 5).is_some_and(|ch| ch.is_ascii_digit());
+        if digit_before && c[i..].starts_with(&[',', ' ']) && group {
+            out.push(',');
+            i += 2;
+            continue;
+        }
+        out.push(c[i]);
+        i += 1;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -217,6 +250,24 @@ mod tests {
         let codec = TextCodec::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
         let text = "It ' s spaced ' oddly ' .";
         assert_eq!(codec.decode(&codec.encode(text).unwrap()), text);
+    }
+
+    #[test]
+    fn wordpiece_spacing_of_hyphens_brackets_and_digit_groups_is_tightened() {
+        let cases = [
+            ("the third - largest city", "the third-largest city"),
+            ("to - morrow , at 3 - 4 pm", "to-morrow, at 3-4 pm"),
+            ("an area ( 2 , 000 sq mi ) ; that is : large", "an area (2,000 sq mi); that is: large"),
+            ("1 , 234 , 567 people", "1,234,567 people"),
+            // Not thousands groups, not compounds: left as they are.
+            ("in 1990 , 12 of them", "in 1990, 12 of them"),
+            ("3 , 1415", "3, 1415"),
+            ("yes - - no", "yes - - no"),
+            ("a - ", "a - "),
+        ];
+        for (wordpiece, written) in cases {
+            assert_eq!(clean_up_spaces(wordpiece), written, "{wordpiece}");
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub fn option_specs() -> Result<JsValue, JsValue> {
         "sampling": SampleOptions::specs(),
         "training": TrainOptions::specs(),
         "modeLr": { "finetune": FINETUNE_LR, "scratch": SCRATCH_LR },
+        "presets": SampleOptions::presets().into_iter().map(|(name, options)| serde_json::json!({ "name": name, "options": crate::options::to_json(&options) })).collect::<Vec<_>>(),
     });
     // `null` defaults stay `null` (not `undefined`): they mean "off unless given".
     let ser = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
@@ -107,6 +108,7 @@ struct StepOut {
     revealed: Vec<usize>,
     confidence: Vec<f32>,
     candidates: Vec<Vec<Candidate>>,
+    redrawn: Vec<usize>,
     done: bool,
     #[serde(flatten)]
     canvas: CanvasOut,
@@ -231,6 +233,7 @@ impl Engine {
                     .map(|cs| cs.iter().map(|&(id, p)| Candidate { id, piece: codec.piece(id), p }).collect())
                     .collect(),
                 revealed: step.revealed,
+                redrawn: step.redrawn,
                 confidence: step.confidence,
                 done: step.done,
                 canvas: CanvasOut::of(codec, &g),

@@ -47,6 +47,25 @@ test('the option fields start at the core\'s defaults', async () => {
   assert.equal(fields.lrPlaceholder, String(fields.modeLr), 'the learning-rate field shows the mode\'s default');
 });
 
+test('the preset menu switches to the classic recipe and back to the defaults', async () => {
+  const presets = await h.page.evaluate(() => window.unmaskDemo.lm.options.presets);
+  assert.deepEqual(presets.map((p) => p.name), await h.page.$$eval('#o-preset option', (os) => os.map((o) => o.textContent)));
+  const classic = presets.findIndex((p) => p.name.startsWith('classic recipe'));
+  assert.ok(classic > 0, 'the defaults come first, the classic recipe after them');
+  assert.equal(presets[classic].options.strategy, 'random');
+  assert.equal(presets[classic].options.steps, 10);
+  await h.page.selectOption('#o-preset', String(classic));
+  assert.equal(await h.page.inputValue('#o-strategy'), 'random');
+  assert.equal(await h.page.inputValue('#o-steps'), '10');
+  assert.equal(await h.page.inputValue('#o-reppen'), '1');
+  await h.page.selectOption('#o-preset', '0');
+  const specs = await h.page.evaluate(() => window.unmaskDemo.lm.options.sampling);
+  const want = (n) => { const d = specs.find((s) => s.name === n).default; return d === null ? '' : String(d); };
+  assert.equal(await h.page.inputValue('#o-strategy'), want('strategy'));
+  assert.equal(await h.page.inputValue('#o-steps'), want('steps'));
+  assert.equal(await h.page.inputValue('#o-reppen'), want('repetitionPenalty'));
+});
+
 test('generation renders every step in place', async () => {
   await setOptions({ 'o-steps': 8, 'o-length': 24, 'o-seed': 3 });
   await h.page.fill('#prompt', 'the old house');

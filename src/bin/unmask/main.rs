@@ -59,6 +59,9 @@ enum Cmd {
         /// fetches one): 8 prompts × 5 seeds × 48 tokens, against the first 40 documents.
         #[arg(long)]
         judge: Option<PathBuf>,
+        /// With --judge: only the samplers whose label contains this text (and real text).
+        #[arg(long, requires = "judge")]
+        only: Option<String>,
     },
     /// Judge text by an autoregressive GGUF model (e.g. SmolLM2-135M, `scripts/judge` fetches
     /// it): pooled perplexity, word entropy and distinct-2 of the samples, and of the reference.
@@ -158,7 +161,7 @@ fn main() -> ExitCode {
             "own" | "candle" => bench(model, corpus, repeats, kernel == "own"),
             k => Err(Error::options(format!("--kernel must be own or candle, got `{k}`"))),
         },
-        Cmd::Eval { model, corpus, seq_len, sequences, judge } => eval(model, corpus, seq_len, sequences, judge),
+        Cmd::Eval { model, corpus, seq_len, sequences, judge, only } => eval(model, corpus, seq_len, sequences, judge, only),
         Cmd::Judge { judge, samples, reference } => judge_cmd(judge, samples, reference),
     };
     match res {
@@ -432,13 +435,13 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, judge: Option<PathBuf>) -> Result<(), Error> {
+fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, judge: Option<PathBuf>, only: Option<String>) -> Result<(), Error> {
     use unmask::diffusion::corpus::{read_documents, unigram_entropy};
     use unmask::diffusion::{TrainOptions, Trainer};
     let docs = read_documents(&corpus)?;
     let m = load(&model)?;
     if let Some(j) = judge {
-        return judged_samplers(&m, &docs, &j);
+        return judged_samplers(&m, &docs, &j, only.as_deref().unwrap_or(""));
     }
     let opts = TrainOptions { seq_len, valid_fraction: 0.0, eval_sequences: sequences, ..Default::default() };
     let trainer = Trainer::new(&m, &docs, opts)?;
@@ -494,11 +497,17 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, 
 }
 
 /// The samplers the judged table compares, as `generate` options (48 tokens each).
-const JUDGED: [(&str, &[(&str, &str)]); 6] = [
+const JUDGED: [(&str, &[(&str, &str)]); 12] = [
     ("random, 10 steps (the classic recipe)", &[("strategy", "random"), ("steps", "10")]),
     ("random, 10 steps, penalty 1.3", &[("strategy", "random"), ("steps", "10"), ("repetitionPenalty", "1.3")]),
     ("random, 48 steps", &[("strategy", "random"), ("steps", "48")]),
-    ("confidence, 48 steps, penalty 1.3", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3")]),
+    ("confidence, 24 steps, penalty 1.3", &[("strategy", "confidence"), ("steps", "24"), ("repetitionPenalty", "1.3")]),
+    ("confidence, 48 steps", &[("strategy", "confidence"), ("steps", "48")]),
+    ("confidence, 48 steps, penalty 1.3 (the defaults)", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3")]),
+    ("confidence, 48 steps, penalty 1.5", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.5")]),
+    ("confidence, 48 steps, penalty 1.3, top-p 1", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("topP", "1")]),
+    ("confidence, 48 steps, penalty 1.3, redraw 1", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("redraw", "1")]),
+    ("confidence, 48 steps, penalty 1.3, redraw 2", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("redraw", "2")]),
     ("confidence, 48 steps, blocks of 8", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8")]),
     ("confidence, 48 steps, blocks of 8, penalty 1.3", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8"), ("repetitionPenalty", "1.3")]),
 ];
@@ -506,7 +515,7 @@ const JUDGED: [(&str, &[(&str, &str)]); 6] = [
 /// Judge perplexity, word entropy and distinct-2 per sampler: 8 prompts (the first three words
 /// of the first 8 documents) × seeds 0-4 × 48 tokens; the reference is the first 40 documents
 /// lower-cased, cut to the samples' mean word count. The first five samples of each are printed.
-fn judged_samplers(m: &Model, docs: &[String], judge: &PathBuf) -> Result<(), Error> {
+fn judged_samplers(m: &Model, docs: &[String], judge: &PathBuf, only: &str) -> Result<(), Error> {
     use unmask::judge::{distinct_n, word_entropy, Judge};
     use unmask::options::OptionSet;
     if docs.len() < 40 {
@@ -517,16 +526,20 @@ fn judged_samplers(m: &Model, docs: &[String], judge: &PathBuf) -> Result<(), Er
     let mut lines = vec![format!("{:<48} {:>6} {:>8} {:>9} {:>8} {:>6} {:>9}", "sampler", "steps", "judge ppl", "word H", "dist-2", "words", "ms/sample")];
     let mut words_seen = Vec::new();
     let mut shown = Vec::new();
-    for (label, given) in JUDGED {
-        let pairs: Vec<(&str, serde_json::Value)> =
-            given.iter().map(|(k, v)| (*k, serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(*v)))).collect();
+    // Each row is the classic recipe with its own changes, so rows do not move with the defaults.
+    let (_, classic) = SampleOptions::presets().into_iter().find(|(name, _)| name.starts_with("classic")).expect("a classic preset");
+    for (label, given) in JUDGED.iter().filter(|(label, _)| label.contains(only)) {
+        let mut row = unmask::options::to_json(&classic);
+        for (k, v) in given.iter() {
+            row[*k] = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(*v));
+        }
+        let row = SampleOptions::from_value(row, label)?;
         let mut texts = Vec::new();
         let t0 = Instant::now();
         let mut steps = 0;
         for p in &prompts {
             for seed in 0..5u64 {
-                let mut o = SampleOptions::with(&pairs)?;
-                o.seed = seed;
+                let o = SampleOptions { seed, ..row.clone() };
                 let c = Canvas::from_prompt(&m.codec, p, 48, m.config().max_sequence_len())?;
                 let out = diffusion::generate(m, c, &m.codec.banned_ids(), &o, |_| true)?;
                 steps = out.steps;
