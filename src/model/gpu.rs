@@ -5,7 +5,7 @@ use super::encoder::check_sequence;
 use super::forward::{self, Weights, Wiring};
 use super::{Encoder, ModelConfig};
 use crate::backend::rank::{Ranked, Scoring};
-use crate::backend::webgpu::{Gpu, GpuEmbeddings, GpuLinear, GpuNorm, GpuOps};
+use crate::backend::webgpu::{ranked_k, Gpu, GpuEmbeddings, GpuLinear, GpuNorm, GpuOps, Pass, Rows};
 use crate::error::{Error, Result};
 
 /// An encoder whose weights live on the GPU.
@@ -58,9 +58,8 @@ impl GpuEncoder {
         self.weights.linears().filter(|l| l.quantized()).count()
     }
 
-    /// Records the forward of one sequence up to the logits of `positions`.
-    fn record(&self, ids: &[u32], positions: &[usize]) -> Result<(crate::backend::webgpu::Pass<'_>, crate::backend::webgpu::Rows)> {
-        check_sequence(&self.config, ids, positions)?;
+    /// Records the forward of one checked sequence up to the logits of `positions`.
+    fn record(&self, ids: &[u32], positions: &[usize]) -> Result<(Pass<'_>, Rows)> {
         let rows: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
         let mut pass = self.ops.pass();
         let x = forward::hidden(&mut pass, &self.weights, &self.wiring, ids, 1, Some(&rows))?;
@@ -70,8 +69,8 @@ impl GpuEncoder {
 
     /// Logits `[positions × vocab]` (row-major) for one sequence, like `Encoder::logits_at`.
     pub async fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        check_sequence(&self.config, ids, positions)?;
         if positions.is_empty() {
-            check_sequence(&self.config, ids, positions)?;
             return Ok(Vec::new());
         }
         let (pass, logits) = self.record(ids, positions)?;
@@ -83,6 +82,12 @@ impl GpuEncoder {
     /// back `2k + 1` words per row instead of the vocabulary (16,384 for the default model).
     /// `k` is clamped to the vocabulary.
     pub async fn ranked_at(&self, ids: &[u32], positions: &[usize], s: &Scoring) -> Result<Ranked> {
+        check_sequence(&self.config, ids, positions)?;
+        // Checked before any work is recorded: no forward for nothing to rank or a bad request.
+        let k = ranked_k(s, self.config.vocab_size)?;
+        if positions.is_empty() {
+            return Ok(Ranked { k, ..Default::default() });
+        }
         let (pass, logits) = self.record(ids, positions)?;
         pass.rank(&logits, s).await
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-pub use ops::{split_k, GpuEmbeddings, GpuLinear, GpuNorm, GpuOps, Pass, Rows, SPLIT_TARGET};
+pub use ops::{ranked_k, split_k, GpuEmbeddings, GpuLinear, GpuNorm, GpuOps, Pass, Rows, SPLIT_TARGET};
 
 use crate::error::{Error, Result};
 

@@ -216,6 +216,17 @@ impl GpuOps {
     }
 }
 
+/// The `k` the GPU ranks rows of width `vocab` with for `s` (its `k` clamped to the width), or
+/// why the `top_k` kernel cannot serve `s`.
+pub fn ranked_k(s: &Scoring, vocab: usize) -> Result<usize> {
+    let k = s.k.min(vocab);
+    let (t, pen) = (s.temperature, s.repetition_penalty);
+    if !(1..=MAX_RANKED).contains(&k) || !(t > 0.0 && t.is_finite()) || !(pen > 0.0 && pen.is_finite()) {
+        return Err(Error::options(format!("GPU ranking takes 1 ≤ k ≤ {MAX_RANKED}, a temperature > 0 and a penalty > 0")));
+    }
+    Ok(k)
+}
+
 /// One forward being recorded: the [`Ops`] of the GPU. Nothing runs until [`Pass::read`] or
 /// [`Pass::rank`] submits the recording.
 pub struct Pass<'a> {
@@ -246,11 +257,8 @@ impl Pass<'_> {
     /// back instead of the row. `k` is clamped to the width.
     pub async fn rank(mut self, logits: &Rows, s: &Scoring) -> Result<Ranked> {
         let (rows, vocab) = (logits.rows, logits.width);
-        let k = s.k.min(vocab);
+        let k = ranked_k(s, vocab)?;
         let (t, pen) = (s.temperature, s.repetition_penalty);
-        if !(1..=MAX_RANKED).contains(&k) || !(t > 0.0 && t.is_finite()) || !(pen > 0.0 && pen.is_finite()) {
-            return Err(Error::options(format!("GPU ranking takes 1 ≤ k ≤ {MAX_RANKED}, a temperature > 0 and a penalty > 0")));
-        }
         if rows == 0 {
             return Ok(Ranked { k, ..Default::default() });
         }
