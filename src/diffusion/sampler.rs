@@ -409,9 +409,9 @@ impl Session {
         }
     }
 
-    /// After a step of the middle half of its block's steps (never the block's last half, so
-    /// later steps draw the tokens anew), masks again up to `redraw` of the block's committed
-    /// tokens, the least confident first, leaving those just revealed.
+    /// After a step of the middle half of its block's steps (never in the last quarter, nor
+    /// the block's last step, so later steps draw the tokens anew), masks again up to `redraw`
+    /// of the block's committed tokens, the least confident first, leaving those just revealed.
     fn redraw(&mut self, revealed: &[usize]) -> Vec<usize> {
         let Some((block, n)) = self.blocks.get(self.block) else { return Vec::new() };
         let i = self.step_in_block;
