@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A small static server for the demo and the browser tests: serves the repository root with
-// the demo's Content-Security-Policy, correct MIME types (application/wasm), and byte ranges
-// left out on purpose (models are fetched whole, with Content-Length for progress).
+// the demo's Content-Security-Policy, cross-origin isolation (COOP/COEP: the page gets
+// SharedArrayBuffer, so the engine runs threaded), correct MIME types (application/wasm), and
+// byte ranges left out on purpose (models are fetched whole, with Content-Length for progress).
 import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -16,7 +17,12 @@ const TYPES = {
 };
 export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; worker-src 'self'; connect-src 'self'";
 
-export function serve({ port = 8080, host = '127.0.0.1', root = ROOT, quiet = false } = {}) {
+/** The headers that make a page cross-origin isolated (what a site must send for threads). */
+export const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+/** `isolate: false` leaves COOP/COEP out (the tests of the single-thread fallback). */
+export function serve({ port = 8080, host = '127.0.0.1', root = ROOT, quiet = false, isolate = true } = {}) {
+  const isolation = isolate ? ISOLATION : {};
   const server = createServer(async (req, res) => {
     try {
       const url = new URL(req.url, 'http://x');
@@ -31,6 +37,7 @@ export function serve({ port = 8080, host = '127.0.0.1', root = ROOT, quiet = fa
         'content-type': TYPES[extname(file)] || 'application/octet-stream',
         'content-length': body.byteLength,
         'content-security-policy': CSP,
+        ...isolation,
         'x-content-type-options': 'nosniff',
         'cache-control': 'no-cache',
       });

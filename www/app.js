@@ -74,8 +74,12 @@ async function loadModel(source, what) {
 function showModel(what) {
   const lm = state.lm;
   const i = lm.info;
-  ui.badge.textContent = lm.device === 'webgpu' ? 'WebGPU' : lm.wasmFeatures === 'simd128+relaxed' ? 'WASM SIMD+FMA' : 'WASM SIMD';
-  ui.badge.title = lm.fallbackReason ? `WebGPU not used: ${lm.fallbackReason}` : 'running on WebGPU';
+  const cpu = `WASM SIMD${lm.wasmFeatures === 'simd128+relaxed' ? '+FMA' : ''} · ${lm.threads} thread${lm.threads === 1 ? '' : 's'}`;
+  ui.badge.textContent = lm.device === 'webgpu' ? 'WebGPU' : cpu;
+  ui.badge.title = [
+    lm.fallbackReason ? `WebGPU not used: ${lm.fallbackReason}` : 'running on WebGPU',
+    lm.threadsReason ? `one thread: ${lm.threadsReason}` : `${lm.threads} CPU threads`,
+  ].join('\n');
   ui.badge.classList.add('ok');
   ui.card.textContent = `${i.name} (${what}) · ${i.modelType} · ${(i.parameters / 1e6).toFixed(2)} M parameters · ${i.dtype} · ${mb(i.weightBytes)} · context ${i.maxSequenceLen}`;
   ui.load.querySelector('.label').classList.remove('error');

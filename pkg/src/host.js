@@ -1,9 +1,17 @@
 // The engine host: owns the wasm module and one model, and answers operations by name.
 // It runs inside the Worker (browsers, default) or inline (Node, or `worker: false`).
-// Two builds of the core: SIMD128 everywhere, and SIMD128 + relaxed SIMD (fused multiply-add
+// Three builds of the core: SIMD128 everywhere; SIMD128 + relaxed SIMD (fused multiply-add
 // in the GEMM, ~1.2× faster) where the engine validates it (Chrome ≥ 114, Firefox ≥ 120; not
-// Safari or Node 20). Both glue modules are named literally so bundlers include both.
-const loadGlue = (relaxed) => (relaxed ? import('../dist/relaxed/unmask.js') : import('../dist/unmask.js'));
+// Safari or Node 20); and the threaded build (SIMD128, shared memory, a pool of workers:
+// pool.js) where threads can run. The glue modules are named literally so bundlers include
+// them all.
+import { planThreads, startPool } from './pool.js';
+
+const BUILDS = {
+  simd128: { glue: () => import('../dist/unmask.js'), wasm: '../dist/unmask_bg.wasm' },
+  'simd128+relaxed': { glue: () => import('../dist/relaxed/unmask.js'), wasm: '../dist/relaxed/unmask_bg.wasm' },
+  'simd128+threads': { glue: () => import('../dist/threads/unmask.js'), wasm: '../dist/threads/unmask_bg.wasm' },
+};
 
 // A minimal module whose only function uses f32x4.relaxed_madd: it validates exactly where
 // relaxed SIMD is on.
@@ -30,29 +38,50 @@ let ready;
 let wasmExports;
 let glue;
 let features;
+// The realm's threads: `{threads, reason}`, decided by its first load (one pool per module).
+let threading;
 // Every Host in a realm shares one wasm instance and its memory: after a trap none of them
 // can be trusted (in a Worker, the default, that realm holds only one model).
 let realmBroken = null;
 
-/** Instantiates the wasm module once per realm. `wasm` may be bytes, a URL or undefined. */
-async function initWasm(wasm) {
+/**
+ * Instantiates the wasm module once per realm, and its thread pool. `wasm` may be bytes, a URL
+ * or undefined; `threads` is the load option ('auto' or a number).
+ */
+async function initWasm(wasm, threads) {
   if (!ready) {
     ready = (async () => {
+      const plan = await planThreads(threads, { customWasm: wasm !== undefined });
       // A caller-supplied binary is the baseline build (its glue must match it).
-      const relaxed = wasm === undefined && relaxedSimd();
-      glue = await loadGlue(relaxed);
+      const build = plan.threads > 1 ? 'simd128+threads' : wasm === undefined && relaxedSimd() ? 'simd128+relaxed' : 'simd128';
+      glue = await BUILDS[build].glue();
       let source = wasm;
       if (source === undefined && typeof process !== 'undefined' && process.versions?.node) {
         // Node: read the file next to the glue instead of fetching a file:// URL.
         const { readFile } = await import(/* @vite-ignore */ NODE_FS);
-        source = await readFile(new URL(relaxed ? '../dist/relaxed/unmask_bg.wasm' : '../dist/unmask_bg.wasm', import.meta.url));
+        source = await readFile(new URL(BUILDS[build].wasm, import.meta.url));
       }
       wasmExports = await glue.default(source === undefined ? undefined : { module_or_path: source });
-      features = relaxed ? 'simd128+relaxed' : 'simd128';
+      features = build;
+      threading = plan;
+      if (plan.threads > 1) {
+        try {
+          await startPool(glue, plan.threads);
+        } catch (e) {
+          // The module runs on its own thread without a pool.
+          threading = { threads: 1, reason: `the thread pool did not start (${e?.message || e})` };
+        }
+      }
+      threading.threads = glue.threads();
     })();
     ready.catch(() => { ready = undefined; });
   }
-  return ready;
+  await ready;
+  // A later load in the same realm shares the module and its pool.
+  if (threads !== 'auto' && threads !== threading.threads && !threading.reason) {
+    return { threads: threading.threads, reason: `the engine in this realm already runs ${threading.threads} threads (its first load chose them)` };
+  }
+  return threading;
 }
 
 function plain(e) {
@@ -85,7 +114,7 @@ export class Host {
   async dispatch(op, a) {
     switch (op) {
       case 'load': {
-        await initWasm(a.wasm);
+        const { threads, reason: threadsReason } = await initWasm(a.wasm, a.threads ?? 'auto');
         const engine = new glue.Engine(a.bytes);
         let device = 'wasm';
         let fallbackReason = null;
@@ -111,7 +140,7 @@ export class Host {
         this.engine?.free();
         this.engine = engine;
         this.device = device;
-        return { info: engine.info(), wasmFeatures: features, device, fallbackReason, options: glue.optionSpecs() };
+        return { info: engine.info(), wasmFeatures: features, device, fallbackReason, threads, threadsReason, options: glue.optionSpecs() };
       }
       case 'memory':
         // wasm memory only grows; this is the high-water mark of the module.

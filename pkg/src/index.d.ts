@@ -10,6 +10,11 @@ export interface Progress {
 
 export interface LoadOptions {
   device?: Device;
+  /**
+   * CPU threads: 'auto' (default; the machine's cores, at most 4) or 1–16. More than one needs
+   * shared memory: Node, or a cross-origin isolated page (see `threadsReason`).
+   */
+  threads?: 'auto' | number;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
   /** Keep fetched models in the Cache API (default true where available). */
@@ -156,8 +161,12 @@ export class DiffusionLM {
   static cache: { clear(): Promise<void> };
   readonly device: 'wasm' | 'webgpu';
   readonly fallbackReason: string | null;
-  /** The build of the core in use: relaxed SIMD (fused multiply-add) where the engine has it. */
-  readonly wasmFeatures: 'simd128' | 'simd128+relaxed';
+  /** The build of the core in use: relaxed SIMD (fused multiply-add) or threads where the engine has them. */
+  readonly wasmFeatures: 'simd128' | 'simd128+relaxed' | 'simd128+threads';
+  /** Threads the CPU kernels run on. */
+  readonly threads: number;
+  /** Why `threads` is 1 or fewer than asked for (not cross-origin isolated, …), or null. */
+  readonly threadsReason: string | null;
   readonly info: ModelInfo;
   /** Every option, from its one definition in the core: names, help, ranges, defaults. */
   readonly options: OptionSpecs;

@@ -5,6 +5,7 @@ import {
 } from './errors.js';
 import { samplingOptions, trainOptions } from './options.js';
 import { readSource, clearCache } from './source.js';
+import { checkThreads } from './pool.js';
 
 export * from './errors.js';
 
@@ -86,15 +87,22 @@ function checkDevice(requested) {
 
 export class DiffusionLM {
   /** @private */
-  constructor(transport, info, device, fallbackReason, wasmFeatures, options) {
+  constructor(transport, { info, device, fallbackReason, wasmFeatures, threads, threadsReason, options }) {
     this._t = transport;
     this._lock = new Lock();
     this._disposed = false;
     this.info = info;
     this.device = device;
     this.fallbackReason = fallbackReason;
-    /** Which build of the core runs: 'simd128' or 'simd128+relaxed' (fused multiply-add). */
+    /**
+     * Which build of the core runs: 'simd128', 'simd128+relaxed' (fused multiply-add) or
+     * 'simd128+threads' (shared memory and a pool of workers).
+     */
     this.wasmFeatures = wasmFeatures;
+    /** Threads the CPU kernels run on. */
+    this.threads = threads;
+    /** Why `threads` is 1 (or fewer than asked for), or null. */
+    this.threadsReason = threadsReason;
     /**
      * Every option `generate`/`infill`/`edit` (`sampling`) and `train` (`training`) take, from
      * their one definition in the core: `{name, flag, help, kind, default}` each.
@@ -107,8 +115,11 @@ export class DiffusionLM {
    * Progress: `{phase: 'fetch'|'cache'|'compile'|'ready', loaded, total}`.
    */
   static async load(source, opts = {}) {
-    const known = new Set(['device', 'onProgress', 'signal', 'cache', 'worker', 'workerUrl', 'wasm']);
+    const known = new Set(['device', 'threads', 'onProgress', 'signal', 'cache', 'worker', 'workerUrl', 'wasm']);
     for (const k of Object.keys(opts)) if (!known.has(k)) throw new OptionsError(`unknown option \`${k}\``);
+    const threads = opts.threads ?? 'auto';
+    const badThreads = checkThreads(threads);
+    if (badThreads) throw new OptionsError(badThreads);
     if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
       throw new OptionsError('onProgress must be a function');
     }
@@ -123,11 +134,11 @@ export class DiffusionLM {
     try {
       await transport.init();
       // The host picks the device: WebGPU needs the adapter, which lives where the engine runs.
-      const { info, wasmFeatures, device, fallbackReason, options } = await transport.call(
-        'load', { bytes, wasm: opts.wasm, device: requested }, useWorker ? [bytes.buffer] : []);
+      const loaded = await transport.call(
+        'load', { bytes, wasm: opts.wasm, device: requested, threads }, useWorker ? [bytes.buffer] : []);
       progress({ phase: 'compile', loaded: 1, total: 1 });
       progress({ phase: 'ready', loaded: 1, total: 1 });
-      return new DiffusionLM(transport, info, device, fallbackReason, wasmFeatures, options);
+      return new DiffusionLM(transport, loaded);
     } catch (e) {
       transport.terminate();
       throw toTypedError(e);

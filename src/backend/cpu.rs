@@ -10,7 +10,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor, D};
 
 use super::int8::QWeights;
-use super::{gemm, simd, Activation, Kernels, Ops};
+use super::{gemm, par, simd, Activation, Kernels, Ops};
 use crate::error::Result;
 
 /// A linear layer, `[out, in]` weights. Computation is in f32 or, for weights stored
@@ -148,9 +148,10 @@ impl Ops for Infer {
             Some(Activation::Relu) => Ok(y.relu()?),
             Some(a) => {
                 let mut v = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                // Chunks of the pool's tasks: a multiple of 4 lanes.
                 match a {
-                    Activation::GeluTanh => simd::map_in_place(&mut v, simd::gelu_tanh),
-                    _ => simd::map_in_place(&mut v, simd::gelu_erf),
+                    Activation::GeluTanh => par::chunks_mut(&mut v, 1 << 14, |c| simd::map_in_place(c, simd::gelu_tanh)),
+                    _ => par::chunks_mut(&mut v, 1 << 14, |c| simd::map_in_place(c, simd::gelu_erf)),
                 }
                 Ok(Tensor::from_vec(v, y.dims(), y.device())?)
             }
@@ -274,46 +275,44 @@ fn softmax_last(x: &Tensor) -> Result<Tensor> {
     Ok(e.broadcast_div(&sum)?)
 }
 
-/// [`Infer`]'s attention on slices, one head at a time: the head's Q (pre-scaled), Kᵀ and V are
-/// gathered into contiguous blocks for our untransposed GEMM ([`gemm::matmul_nn`]); the
-/// softmax leaves its rows unnormalised and the context rows are divided by their sums instead
-/// (`hd` divisions per row rather than `t`).
+/// [`Infer`]'s attention on slices, one task per (sequence, head) across the thread pool: the
+/// head's Q (pre-scaled), Kᵀ and V are gathered into contiguous blocks for our untransposed
+/// GEMM ([`gemm::matmul_nn`]); the softmax leaves its rows unnormalised and the context rows
+/// are divided by their sums instead (`hd` divisions per row rather than `t`).
 #[allow(clippy::too_many_arguments)]
 fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usize, h: usize, heads: usize) -> Vec<f32> {
     let hd = h / heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; b * tq * h];
-    let (mut qh, mut kt, mut vh) = (vec![0f32; tq * hd], vec![0f32; hd * tk], vec![0f32; tk * hd]);
-    let (mut scores, mut ctx, mut sums) = (vec![0f32; tq * tk], vec![0f32; tq * hd], vec![0f32; tq]);
-    for bi in 0..b {
-        for head in 0..heads {
-            for i in 0..tq {
-                let src = (bi * tq + i) * h + head * hd;
-                for d in 0..hd {
-                    qh[i * hd + d] = q[src + d] * scale;
-                }
-            }
-            for i in 0..tk {
-                let src = (bi * tk + i) * h + head * hd;
-                for d in 0..hd {
-                    kt[d * tk + i] = k[src + d];
-                }
-                vh[i * hd..(i + 1) * hd].copy_from_slice(&v[src..src + hd]);
-            }
-            gemm::matmul_nn(&qh, &kt, tq, hd, tk, &mut scores);
-            for (row, s) in scores.chunks_exact_mut(tk).zip(sums.iter_mut()) {
-                *s = simd::exp_shifted_row(row);
-            }
-            gemm::matmul_nn(&scores, &vh, tq, tk, hd, &mut ctx);
-            for i in 0..tq {
-                let dst = (bi * tq + i) * h + head * hd;
-                let inv = 1.0 / sums[i];
-                for (o, c) in out[dst..dst + hd].iter_mut().zip(&ctx[i * hd..(i + 1) * hd]) {
-                    *o = c * inv;
-                }
+    let dst = par::Out::new(&mut out);
+    par::for_each(b * heads, |task| {
+        let (bi, head) = (task / heads, task % heads);
+        let (mut qh, mut kt, mut vh) = (vec![0f32; tq * hd], vec![0f32; hd * tk], vec![0f32; tk * hd]);
+        let (mut scores, mut ctx, mut sums) = (vec![0f32; tq * tk], vec![0f32; tq * hd], vec![0f32; tq]);
+        for i in 0..tq {
+            let src = (bi * tq + i) * h + head * hd;
+            for d in 0..hd {
+                qh[i * hd + d] = q[src + d] * scale;
             }
         }
-    }
+        for i in 0..tk {
+            let src = (bi * tk + i) * h + head * hd;
+            for d in 0..hd {
+                kt[d * tk + i] = k[src + d];
+            }
+            vh[i * hd..(i + 1) * hd].copy_from_slice(&v[src..src + hd]);
+        }
+        gemm::matmul_nn(&qh, &kt, tq, hd, tk, &mut scores);
+        for (row, s) in scores.chunks_exact_mut(tk).zip(sums.iter_mut()) {
+            *s = simd::exp_shifted_row(row);
+        }
+        gemm::matmul_nn(&scores, &vh, tq, tk, hd, &mut ctx);
+        for (i, row) in ctx.chunks_exact_mut(hd).enumerate() {
+            let inv = 1.0 / sums[i];
+            row.iter_mut().for_each(|c| *c *= inv);
+            dst.write((bi * tq + i) * h + head * hd, row);
+        }
+    });
     out
 }
 

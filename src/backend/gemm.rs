@@ -8,6 +8,7 @@
 //! wasm SIMD on x86), and walks `W` in blocks of rows that stay in L2 while every row of `x`
 //! passes. Natively candle's AVX/AVX-512 GEMM is faster and stays the default (see [`super::Kernels`]).
 
+use super::par::{self, Out};
 use super::simd::{self as lanes, F4 as V};
 
 const TR: usize = 3;
@@ -17,32 +18,42 @@ const TC: usize = 3;
 /// L2-resident block that all rows of `x` reuse.
 const BLOCK_N: usize = 48;
 
+/// Rows of `x` per task: a multiple of both kernels' tile heights (3 here, 4 in
+/// [`super::int8`]), so tasks add no edge tiles but the last.
+const TASK_ROWS: usize = 48;
+
 /// A kernel that computes one `R × C` tile of `out`: rows `i..i+R` of `x` against rows
-/// `j..j+C` of `W` (this f32 kernel, and the integer one in [`super::int8`]).
-pub(super) trait Tiles {
-    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &mut [f32]);
+/// `j..j+C` of `W` (this f32 kernel, and the integer one in [`super::int8`]). Each output is
+/// the same instructions whatever `R` and `C` are, so the task split changes no bit.
+pub(super) trait Tiles: Sync {
+    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &Out);
 }
 
-/// Covers `out[m × n]` with `TR × TC` tiles of `kernel`, `W` in blocks of [`BLOCK_N`] rows;
-/// the edges in tiles one row or one column wide.
+/// Covers `out[m × n]` with `TR × TC` tiles of `kernel`, the edges in tiles one row or one
+/// column wide. Tasks (run across the thread pool, [`par`]) are blocks of [`BLOCK_N`] rows of
+/// `W` × [`TASK_ROWS`] rows of `x`, ordered so that one thread's consecutive tasks reuse the
+/// same L2-resident block of `W`.
 #[inline(always)]
 pub(super) fn for_each_tile<K: Tiles, const TR: usize, const TC: usize>(kernel: &K, m: usize, n: usize, out: &mut [f32]) {
-    for n0 in (0..n).step_by(BLOCK_N) {
-        let n1 = (n0 + BLOCK_N).min(n);
-        let mut i = 0;
-        while i + TR <= m {
-            row_block::<K, TR, TC>(kernel, i, n0, n1, out);
+    let (row_tasks, col_tasks) = (m.div_ceil(TASK_ROWS), n.div_ceil(BLOCK_N));
+    let out = Out::new(out);
+    par::for_each(row_tasks * col_tasks, |t| {
+        let (n0, i0) = (t / row_tasks * BLOCK_N, t % row_tasks * TASK_ROWS);
+        let (n1, i1) = ((n0 + BLOCK_N).min(n), (i0 + TASK_ROWS).min(m));
+        let mut i = i0;
+        while i + TR <= i1 {
+            row_block::<K, TR, TC>(kernel, i, n0, n1, &out);
             i += TR;
         }
-        while i < m {
-            row_block::<K, 1, TC>(kernel, i, n0, n1, out);
+        while i < i1 {
+            row_block::<K, 1, TC>(kernel, i, n0, n1, &out);
             i += 1;
         }
-    }
+    });
 }
 
 #[inline(always)]
-fn row_block<K: Tiles, const R: usize, const TC: usize>(kernel: &K, i: usize, n0: usize, n1: usize, out: &mut [f32]) {
+fn row_block<K: Tiles, const R: usize, const TC: usize>(kernel: &K, i: usize, n0: usize, n1: usize, out: &Out) {
     let mut j = n0;
     while j + TC <= n1 {
         kernel.tile::<R, TC>(i, j, out);
@@ -72,7 +83,7 @@ struct Operands<'a> {
 impl Tiles for Operands<'_> {
     /// Dot products of rows `i..i+R` of `x` with rows `j..j+C` of `w`.
     #[inline(always)]
-    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &mut [f32]) {
+    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &Out) {
         let p = self;
         let k = p.k;
         let k4 = k / 4 * 4;
@@ -103,7 +114,7 @@ impl Tiles for Operands<'_> {
                 if let Some(b) = p.bias {
                     s += b[j + c];
                 }
-                out[(i + r) * p.n + j + c] = s;
+                out.set((i + r) * p.n + j + c, s);
             }
         }
     }

@@ -29,6 +29,7 @@
 //! (`tests/node/package.test.mjs`).
 
 use super::gemm::{for_each_tile, Tiles};
+use super::par::Out;
 use super::simd;
 
 /// Elements along `k` sharing one scale: integer sums run over a group, then turn into f32
@@ -358,7 +359,7 @@ struct Operands<'a> {
 
 impl Tiles for Operands<'_> {
     #[inline(always)]
-    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &mut [f32]) {
+    fn tile<const R: usize, const C: usize>(&self, i: usize, j: usize, out: &Out) {
         assert!(C == TC && j % TC == 0, "the packed kernel covers whole blocks of {TC} outputs");
         const V: usize = TC / 4;
         let p = self;
@@ -397,17 +398,18 @@ impl Tiles for Operands<'_> {
             for (v, &a) in row.iter().enumerate() {
                 let (c0, at) = (j + 4 * v, (i + r) * p.n + j + 4 * v);
                 if c0 + 4 <= p.n {
-                    // SAFETY: columns c0..c0+4 exist in out's row and in bias.
+                    // SAFETY: columns c0..c0+4 exist in out's row and in bias, and belong to
+                    // this tile.
                     unsafe {
                         let a = match p.bias {
                             Some(b) => lanes::fadd(a, lanes::fload(b.as_ptr().add(c0))),
                             None => a,
                         };
-                        lanes::fstore(out.as_mut_ptr().add(at), a);
+                        lanes::fstore(out.at(at), a);
                     }
                 } else {
                     for (e, val) in lanes::to_array(a).into_iter().enumerate().take(p.n.saturating_sub(c0)) {
-                        out[at + e] = val + p.bias.map_or(0.0, |b| b[c0 + e]);
+                        out.set(at + e, val + p.bias.map_or(0.0, |b| b[c0 + e]));
                     }
                 }
             }

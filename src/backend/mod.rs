@@ -12,6 +12,7 @@
 pub mod cpu;
 pub mod gemm;
 pub mod int8;
+pub mod par;
 pub mod rank;
 pub mod simd;
 #[cfg(feature = "webgpu")]

@@ -10,6 +10,9 @@ use crate::error::Error;
 use crate::model::gguf::WeightDtype;
 use crate::Model;
 
+#[cfg(target_feature = "atomics")]
+mod pool;
+
 /// A JS `Error` with `name` set to the error's kind (`OptionsError`, `ModelError`, ...).
 fn js_err(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
@@ -43,6 +46,12 @@ fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> Result<T, Js
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+/// Threads the kernels run on: the pool's size in the threaded build, 1 in the others.
+#[wasm_bindgen]
+pub fn threads() -> usize {
+    crate::backend::par::threads()
 }
 
 /// Every option the package takes, from their one definition (`crate::options`): sampling,

@@ -26,6 +26,12 @@ async function setOptions(o) {
   for (const [id, v] of Object.entries(o)) await h.page.fill(`#${id}`, String(v));
 }
 
+test('served as scripts/serve serves it (cross-origin isolated), the demo runs threaded and says so', async () => {
+  const { threads, badge } = await h.page.evaluate(() => ({ threads: window.unmaskDemo.lm.threads, badge: document.getElementById('badge').textContent }));
+  assert.ok(threads > 1, `threads ${threads}`);
+  assert.match(badge, new RegExp(`${threads} threads`));
+});
+
 test('the option fields start at the core\'s defaults', async () => {
   const fields = await h.page.evaluate(() => {
     const specs = window.unmaskDemo.lm.options;

@@ -13,8 +13,8 @@ const FLAGS = [
 ];
 
 /** Starts the server on a free port and a fresh Chromium; returns helpers and a close(). */
-export async function start({ webgpu = false, root } = {}) {
-  const server = await serve({ port: 0, quiet: true, root });
+export async function start({ webgpu = false, root, isolate = true } = {}) {
+  const server = await serve({ port: 0, quiet: true, root, isolate });
   const origin = `http://127.0.0.1:${server.address().port}`;
   // playwright gives every launch a fresh, empty profile.
   const args = [...FLAGS];

@@ -46,6 +46,7 @@ async function drain(stream) {
 /** The case's input through the public API; resolves when it was (wrongly) accepted. */
 async function run(lm, c) {
   if (c.gguf) return (await DiffusionLM.load(await patchGguf(c.gguf))).dispose();
+  if (c.load) return (await DiffusionLM.load(gguf, c.load)).dispose();
   if (c.request) {
     const { prompt, template, canvas, length, pins, remask, options = {}, ...rest } = c.request;
     assert.deepEqual(rest, {}, `case ${c.name} has fields the JS mapping does not know`);

@@ -1,0 +1,24 @@
+// Threads in Node: `threads: 2` runs the threaded build on a pool of two worker threads, and
+// gives the same tokens and the same logits, bit for bit, as one thread (the single-thread
+// SIMD128 build: Node 20 has no relaxed SIMD, so both run the same arithmetic).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const probe = fileURLToPath(new URL('./threads-probe.mjs', import.meta.url));
+const run = (threads) => JSON.parse(execFileSync(process.execPath, [probe, String(threads)], { encoding: 'utf8' }).trim().split('\n').at(-1));
+
+test('two threads give the same tokens and logits as one', () => {
+  const one = run(1);
+  const two = run(2);
+  assert.equal(one.threads, 1);
+  assert.match(one.reason, /threads: 1 was asked for/);
+  assert.equal(two.threads, 2, `threads: 2 ran ${two.threads} (${two.reason})`);
+  assert.equal(two.reason, null);
+  assert.equal(two.features, 'simd128+threads');
+  assert.equal(one.features, 'simd128');
+  assert.deepEqual(two.greedy, one.greedy);
+  assert.deepEqual(two.seeded, one.seeded);
+  assert.equal(two.digest, one.digest, 'logits differ between 1 and 2 threads');
+});
