@@ -68,15 +68,15 @@ function spawn(data) {
     const timer = setTimeout(() => fail(`a pool worker did not start within ${START_TIMEOUT_MS / 1000} s`), START_TIMEOUT_MS);
     const onMessage = (m) => {
       clearTimeout(timer);
-      if (m === 'ready') resolve(worker);
-      else fail(`a pool worker failed: ${m?.error ?? m}`);
+      if (m !== 'ready') return fail(`a pool worker failed: ${m?.error ?? m}`);
+      // Pool threads then block forever waiting for work: they must not keep Node alive.
+      if (isNode) worker.unref();
+      resolve(worker);
     };
     (async () => {
       if (isNode) {
         const { Worker } = await import(/* @vite-ignore */ NODE_WORKERS);
         worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: data });
-        // Pool threads block forever waiting for work: they must not keep Node alive.
-        worker.unref();
         worker.on('message', onMessage);
         worker.on('error', (e) => fail(`a pool worker failed: ${e?.message || e}`));
       } else {

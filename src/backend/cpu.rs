@@ -94,8 +94,11 @@ pub struct Infer {
     pub kernels: Kernels,
 }
 
-/// A training forward: candle ops only, which carry gradients.
-pub struct Train;
+/// A training forward: only ops that carry gradients (candle's, and our GEMM as a
+/// differentiable op where `kernels.own_gemm` says so).
+pub struct Train {
+    pub kernels: Kernels,
+}
 
 fn embed(e: &Embeddings, ids: &[u32], batch: usize, offset: usize) -> Result<Tensor> {
     let (t, h) = (ids.len() / batch.max(1), e.word.dim(1)?);
@@ -186,7 +189,18 @@ impl Ops for Train {
         embed(e, ids, batch, offset)
     }
     fn linear(&mut self, l: &Linear, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        let y = candle_linear(x, l)?;
+        let y = if self.kernels.own_gemm {
+            let (n, k) = l.dims;
+            let mut dims = x.dims().to_vec();
+            *dims.last_mut().expect("x has a last dimension") = n;
+            let y = super::train_gemm::matmul_t(&x.reshape(((), k))?, l.weight()?)?.reshape(dims)?;
+            match &l.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            }
+        } else {
+            candle_linear(x, l)?
+        };
         Ok(match act {
             None => y,
             Some(Activation::Gelu) => y.gelu_erf()?,

@@ -4,9 +4,9 @@
 //!
 //! - [`cpu::Infer`]: inference on the CPU, with fused kernels over plain slices whose inner
 //!   loops are ours ([`gemm`], [`int8`], [`simd`]) where they beat candle;
-//! - [`cpu::Train`]: training on the CPU, only candle ops that have backward passes (candle's
-//!   fused layer norm and softmax record none: a training forward through them would silently
-//!   stop the gradients there);
+//! - [`cpu::Train`]: training on the CPU, only ops that have backward passes (candle's, and
+//!   our GEMM as one: [`train_gemm`]; candle's fused layer norm and softmax record none: a
+//!   training forward through them would silently stop the gradients there);
 //! - `webgpu::Pass`: WGSL kernels recorded into one compute pass (feature `webgpu`).
 
 pub mod cpu;
@@ -15,6 +15,7 @@ pub mod int8;
 pub mod par;
 pub mod rank;
 pub mod simd;
+pub mod train_gemm;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 
@@ -30,7 +31,8 @@ pub enum Activation {
     Relu,
 }
 
-/// Which CPU kernels inference uses, handed to [`cpu::Infer`] with each forward. The default
+/// Which CPU kernels a forward uses, handed to [`cpu::Infer`] and [`cpu::Train`] (which
+/// takes only `own_gemm`). The default
 /// is the faster choice measured per platform: our GEMM and the integer kernel in wasm32,
 /// candle's matmul and f32 weights natively (`bench/RESULTS.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,7 +53,7 @@ pub struct Encoder {
     pub family: Family,
     pub wiring: Wiring,
     pub weights: CpuWeights,
-    /// Which CPU kernels inference uses.
+    /// Which CPU kernels inference and training use.
     pub kernels: Kernels,
 }
 
@@ -233,17 +233,19 @@ impl Encoder {
     /// [`Encoder::forward`] through differentiable ops only (what training runs).
     pub fn forward_train(&self, ids: &Tensor) -> Result<Tensor> {
         let (flat, b) = self.batch_of(ids)?;
-        let x = forward::hidden(&mut cpu::Train, &self.weights, &self.wiring, &flat, b, None)?;
-        forward::head(&mut cpu::Train, &self.weights, &self.wiring, &x)
+        let ops = &mut cpu::Train { kernels: self.kernels };
+        let x = forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?;
+        forward::head(ops, &self.weights, &self.wiring, &x)
     }
 
     /// Training logits `[rows, vocab]` of the rows `rows` (u32) of the batch `ids` `[batch,
     /// seq]` flattened to `[batch × seq]` rows, with gradients.
     pub fn train_logits(&self, ids: &Tensor, rows: &Tensor) -> Result<Tensor> {
         let (flat, b) = self.batch_of(ids)?;
-        let x = forward::hidden(&mut cpu::Train, &self.weights, &self.wiring, &flat, b, None)?;
+        let ops = &mut cpu::Train { kernels: self.kernels };
+        let x = forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?;
         let x = x.reshape(((), self.config.hidden_size))?.index_select(rows, 0)?;
-        forward::head(&mut cpu::Train, &self.weights, &self.wiring, &x)
+        forward::head(ops, &self.weights, &self.wiring, &x)
     }
 
     /// Logits `[positions.len(), vocab]` for selected positions of one sequence.

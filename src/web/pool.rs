@@ -5,22 +5,25 @@
 //! The order matters because rayon's `build_global` blocks until every thread of the pool has
 //! started: the engine's thread makes a [`Pool`], starts the workers with its
 //! [`Pool::receiver`], waits until each has instantiated the module and entered
-//! [`pool_worker_run`] (blocked on the channel), and only then calls [`Pool::build`], whose
-//! threads go down the channel to the waiting workers.
+//! [`pool_worker_run`] (waiting for a thread), and only then calls [`Pool::build`], whose
+//! threads are handed to the waiting workers.
+//!
+//! The hand-over is a queue under a mutex that the workers poll, spinning (only the few
+//! milliseconds until the pool is built), not a std channel or a sleep between polls: in Node
+//! 20 a worker blocked in `mpsc::Receiver::recv` was never woken by the engine thread's send,
+//! and one in `thread::sleep` never returned (rayon's own waits, on condition variables, wake).
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use rayon::ThreadBuilder;
 use wasm_bindgen::prelude::*;
 
 /// Threads of the pool being built, waiting for a worker each.
-struct Waiting(Mutex<Receiver<ThreadBuilder>>);
+struct Waiting(Mutex<Vec<ThreadBuilder>>);
 
 #[wasm_bindgen]
 pub struct Pool {
     threads: usize,
-    sender: SyncSender<ThreadBuilder>,
     /// Leaked: workers keep reading it for as long as the module lives.
     waiting: &'static Waiting,
 }
@@ -29,8 +32,8 @@ pub struct Pool {
 impl Pool {
     #[wasm_bindgen(constructor)]
     pub fn new(threads: usize) -> Pool {
-        let (sender, receiver) = sync_channel(threads);
-        Pool { threads, sender, waiting: Box::leak(Box::new(Waiting(Mutex::new(receiver)))) }
+        let waiting = Box::leak(Box::new(Waiting(Mutex::new(Vec::new()))));
+        Pool { threads, waiting }
     }
 
     /// What a worker passes to [`pool_worker_run`].
@@ -40,11 +43,14 @@ impl Pool {
 
     /// Builds rayon's global pool on the waiting workers (call once every worker is waiting).
     pub fn build(self) -> Result<(), JsError> {
-        let sender = self.sender;
+        let waiting = self.waiting;
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             .thread_name(|i| format!("unmask-pool-{i}"))
-            .spawn_handler(move |thread| sender.send(thread).map_err(|e| std::io::Error::other(e.to_string())))
+            .spawn_handler(move |thread| {
+                waiting.0.lock().map_err(|e| std::io::Error::other(e.to_string()))?.push(thread);
+                Ok(())
+            })
             .build_global()
             .map_err(|e| JsError::new(&format!("the thread pool did not start: {e}")))
     }
@@ -55,9 +61,15 @@ impl Pool {
 pub fn pool_worker_run(receiver: usize) {
     // SAFETY: `receiver` is a `Pool::receiver` of this module's memory, leaked, never freed.
     let waiting = unsafe { &*(receiver as *const Waiting) };
-    let thread = waiting.0.lock().ok().and_then(|r| r.recv().ok());
-    if let Some(thread) = thread {
-        thread.run();
+    loop {
+        let thread = match waiting.0.lock() {
+            Ok(mut queue) => queue.pop(),
+            Err(_) => return,
+        };
+        match thread {
+            Some(thread) => return thread.run(),
+            None => std::hint::spin_loop(),
+        }
     }
 }
 
