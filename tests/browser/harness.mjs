@@ -13,11 +13,11 @@ const FLAGS = [
 ];
 
 /** Starts the server on a free port and a fresh Chromium; returns helpers and a close(). */
-export async function start({ webgpu = false, root, isolate = true } = {}) {
+export async function start({ webgpu = false, root, isolate = true, flags = [] } = {}) {
   const server = await serve({ port: 0, quiet: true, root, isolate });
   const origin = `http://127.0.0.1:${server.address().port}`;
   // playwright gives every launch a fresh, empty profile.
-  const args = [...FLAGS];
+  const args = [...FLAGS, ...flags];
   if (webgpu) args.push('--enable-unsafe-webgpu');
   const browser = await chromium.launch({ executablePath: CHROMIUM, args, headless: true });
   const context = await browser.newContext();

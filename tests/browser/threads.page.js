@@ -1,7 +1,8 @@
 // The threaded build in the page: loads the shipped model with the default `threads: 'auto'`
 // and with the single-thread SIMD128 build (the same arithmetic, one thread), and publishes
 // what each ran and generated on window.results. Then disposes threaded instances in the
-// middle of a generation, 20 times, and checks a new one still works.
+// middle of a generation, 20 times, measuring the page's memory (workers included) after the
+// second and the last, and checks a new one still works.
 import { DiffusionLM } from '../../pkg/src/index.js';
 
 const MODEL = '/models/default.gguf';
@@ -25,8 +26,15 @@ async function probe(opts) {
   return r;
 }
 
+// The page's memory with its workers (cross-origin isolated pages only); null without.
+async function measure() {
+  if (!performance.measureUserAgentSpecificMemory) return null;
+  return (await performance.measureUserAgentSpecificMemory()).bytes;
+}
+
 async function disposeMidStep(rounds) {
   let done = 0;
+  const bytes = {};
   for (let i = 0; i < rounds; i++) {
     const lm = await DiffusionLM.load(MODEL, { device: 'wasm' });
     const it = lm.generate(PROMPT, { length: 64, steps: 32, seed: i })[Symbol.asyncIterator]();
@@ -35,11 +43,13 @@ async function disposeMidStep(rounds) {
     await lm.dispose();
     await pending;
     done++;
+    if (i === 1) bytes.second = await measure();
   }
+  bytes.last = await measure();
   const lm = await DiffusionLM.load(MODEL, { device: 'wasm' });
   const text = await lm.generateText(PROMPT, { length: 8, steps: 4 });
   await lm.dispose();
-  return { done, text };
+  return { done, text, bytes };
 }
 
 try {
