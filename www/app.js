@@ -78,7 +78,7 @@ function showModel(what) {
   ui.badge.textContent = lm.device === 'webgpu' ? 'WebGPU' : cpu;
   ui.badge.title = [
     lm.fallbackReason ? `WebGPU not used: ${lm.fallbackReason}` : 'running on WebGPU',
-    lm.threadsReason ? `one thread: ${lm.threadsReason}` : `${lm.threads} CPU threads`,
+    `${lm.threads} CPU thread${lm.threads === 1 ? '' : 's'}${lm.threadsReason ? `: ${lm.threadsReason}` : ''}`,
   ].join('\n');
   ui.badge.classList.add('ok');
   ui.card.textContent = `${i.name} (${what}) · ${i.modelType} · ${(i.parameters / 1e6).toFixed(2)} M parameters · ${i.dtype} · ${mb(i.weightBytes)} · context ${i.maxSequenceLen}`;
