@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use unmask::backend::gemm::matmul_t;
+use unmask::backend::par::Out;
 
 fn time(mut f: impl FnMut()) -> f64 {
     f();
@@ -24,7 +25,7 @@ fn main() {
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
         let mut out = vec![0f32; m * n];
-        let own = time(|| matmul_t(&x, &w, None, m, k, n, &mut out));
+        let own = time(|| matmul_t(&x, &w, None, m, k, n, &Out::new(&mut out)));
         let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
         let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
         let candle = time(|| {

@@ -7,6 +7,7 @@ mod common;
 
 use common::{fixture, FAMILIES};
 use unmask::backend::gemm::matmul_t;
+use unmask::backend::par::Out;
 use unmask::backend::webgpu::{kernels, Gpu};
 use unmask::model::GpuEncoder;
 use unmask::diffusion::rng::Rng;
@@ -30,7 +31,7 @@ fn matmul_kernel_matches_the_cpu_with_bias_and_activations() {
         let w: Vec<f32> = (0..n * k).map(|_| rng.next_f32() - 0.5).collect();
         let b: Vec<f32> = (0..n).map(|_| rng.next_f32() - 0.5).collect();
         let mut want = vec![0f32; m * n];
-        matmul_t(&x, &w, Some(&b), m, k, n, &mut want);
+        matmul_t(&x, &w, Some(&b), m, k, n, &Out::new(&mut want));
         for act in 0..4u32 {
             let (xb, wb, bb) = (g.upload("x", &x), g.upload("w", &w), g.upload("b", &b));
             let (dq, ds) = (g.upload_u32("unused", &[]), g.upload("unused", &[]));
@@ -64,7 +65,7 @@ fn split_k_matmul_sums_its_slices_like_one_pass() {
         let w: Vec<f32> = (0..n * k).map(|_| rng.next_f32() - 0.5).collect();
         let b: Vec<f32> = (0..n).map(|_| rng.next_f32() - 0.5).collect();
         let mut want = vec![0f32; m * n];
-        matmul_t(&x, &w, Some(&b), m, k, n, &mut want);
+        matmul_t(&x, &w, Some(&b), m, k, n, &Out::new(&mut want));
         let want: Vec<f32> = want.iter().map(|v| v.max(0.0)).collect();
         let splits = k.div_ceil(len);
         let (xb, wb, bb) = (g.upload("x", &x), g.upload("w", &w), g.upload("b", &b));

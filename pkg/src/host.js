@@ -84,6 +84,21 @@ async function initWasm(wasm, threads) {
   return threading;
 }
 
+// Steps timed per device when `device: 'auto'` chooses: the first of each warms up (pipeline
+// and buffer creation, page faults), the fastest of the rest counts.
+const PROBE_STEPS = 3;
+
+/** Milliseconds of one generation step on the GPU or the CPU (the best of a few). */
+async function timeStep(engine, gpu) {
+  let best = Infinity;
+  for (let i = 0; i < PROBE_STEPS; i++) {
+    const t0 = performance.now();
+    await engine.probeStep(gpu);
+    if (i > 0) best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
 function plain(e) {
   return { name: e?.name || 'Error', message: e?.message || String(e) };
 }
@@ -118,6 +133,7 @@ export class Host {
         const engine = new glue.Engine(a.bytes);
         let device = 'wasm';
         let fallbackReason = null;
+        let deviceTimings = null;
         if (a.device !== 'wasm') {
           // WebGPU where the page has it and the model fits the adapter; otherwise the wasm
           // path, with the reason. `device: 'webgpu'` makes the reason an error instead.
@@ -132,6 +148,23 @@ export class Host {
               fallbackReason = `WebGPU failed: ${e?.message || e}`;
             }
           }
+          if (device === 'webgpu' && a.device === 'auto') {
+            // A small model at short lengths can run faster on the CPU's threads than on an
+            // integrated or software GPU: time a step on each and keep the faster.
+            try {
+              deviceTimings = { webgpu: await timeStep(engine, true), wasm: await timeStep(engine, false) };
+            } catch (e) {
+              deviceTimings = null;
+              engine.detachGpu();
+              device = 'wasm';
+              fallbackReason = `WebGPU failed its first step: ${e?.message || e}`;
+            }
+            if (deviceTimings && deviceTimings.wasm < deviceTimings.webgpu) {
+              engine.detachGpu();
+              device = 'wasm';
+              fallbackReason = `the CPU was faster here: a step took ${deviceTimings.wasm.toFixed(1)} ms on ${threads} thread${threads > 1 ? 's' : ''} against ${deviceTimings.webgpu.toFixed(1)} ms on WebGPU`;
+            }
+          }
           if (a.device === 'webgpu' && device !== 'webgpu') {
             engine.free();
             throw { name: 'DeviceError', message: `WebGPU was requested but ${fallbackReason}` };
@@ -140,7 +173,7 @@ export class Host {
         this.engine?.free();
         this.engine = engine;
         this.device = device;
-        return { info: engine.info(), wasmFeatures: features, device, fallbackReason, threads, threadsReason, options: glue.optionSpecs() };
+        return { info: engine.info(), wasmFeatures: features, device, fallbackReason, deviceTimings, threads, threadsReason, options: glue.optionSpecs() };
       }
       case 'memory':
         // wasm memory only grows; this is the high-water mark of the module.

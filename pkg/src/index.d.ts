@@ -161,6 +161,8 @@ export class DiffusionLM {
   static cache: { clear(): Promise<void> };
   readonly device: 'wasm' | 'webgpu';
   readonly fallbackReason: string | null;
+  /** With `device: 'auto'` where WebGPU runs: one generation step's milliseconds on each, timed while loading (the faster is `device`); otherwise null. */
+  readonly deviceTimings: { webgpu: number; wasm: number } | null;
   /** The build of the core in use: relaxed SIMD (fused multiply-add) or threads where the engine has them. */
   readonly wasmFeatures: 'simd128' | 'simd128+relaxed' | 'simd128+threads';
   /** Threads the CPU kernels run on. */

@@ -87,13 +87,18 @@ function checkDevice(requested) {
 
 export class DiffusionLM {
   /** @private */
-  constructor(transport, { info, device, fallbackReason, wasmFeatures, threads, threadsReason, options }) {
+  constructor(transport, { info, device, fallbackReason, deviceTimings, wasmFeatures, threads, threadsReason, options }) {
     this._t = transport;
     this._lock = new Lock();
     this._disposed = false;
     this.info = info;
     this.device = device;
     this.fallbackReason = fallbackReason;
+    /**
+     * With `device: 'auto'` where WebGPU runs: one generation step's milliseconds on each,
+     * `{webgpu, wasm}`, timed while loading; the faster one is `device`. Otherwise null.
+     */
+    this.deviceTimings = deviceTimings ?? null;
     /**
      * Which build of the core runs: 'simd128', 'simd128+relaxed' (fused multiply-add) or
      * 'simd128+threads' (shared memory and a pool of workers).

@@ -170,8 +170,7 @@ impl Ops for Infer {
     fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
         let (b, tq, h) = q.dims3()?;
         let tk = k.dim(1)?;
-        let flat = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
-        let out = attention_rows(&flat(q)?, &flat(k)?, &flat(v)?, b, tq, tk, h, heads);
+        let out = with_f32(q, |q| with_f32(k, |k| with_f32(v, |v| attention_rows(q, k, v, b, tq, tk, h, heads))))????;
         Ok(Tensor::from_vec(out, (b, tq, h), q.device())?)
     }
     fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
@@ -249,19 +248,20 @@ fn candle_linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
 }
 
 /// Our row-major kernels on tensors: `kernel(x, bias, m, out)` maps the `m` rows of width
-/// `k` of `x` to `out[m × n]`; the result keeps `x`'s leading dimensions.
+/// `k` of `x` to `out[m × n]`, writing every element; the result keeps `x`'s leading
+/// dimensions. `x` is read in place and `out` is not zeroed first: both were copies made on
+/// the thread that waits for the pool.
 fn rows_through(
     x: &Tensor,
     b: Option<&Tensor>,
     k: usize,
     n: usize,
-    kernel: impl FnOnce(&[f32], Option<&[f32]>, usize, &mut [f32]) -> Result<()>,
+    kernel: impl FnOnce(&[f32], Option<&[f32]>, usize, &par::Out) -> Result<()>,
 ) -> Result<Tensor> {
     let m = x.elem_count() / k;
-    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
     let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
-    let mut out = vec![0f32; m * n];
-    kernel(&xs, bias.as_deref(), m, &mut out)?;
+    // SAFETY: the kernels given here (matmul_t, matmul_q) write all m × n outputs.
+    let out = with_f32(x, |xs| unsafe { par::written(m * n, |out| kernel(xs, bias.as_deref(), m, out)) })??;
     let mut shape = x.dims().to_vec();
     *shape.last_mut().expect("x has a last dimension") = n;
     Ok(Tensor::from_vec(out, shape, x.device())?)
@@ -294,12 +294,10 @@ fn softmax_last(x: &Tensor) -> Result<Tensor> {
 /// GEMM ([`gemm::matmul_nn`]); the softmax leaves its rows unnormalised and the context rows
 /// are divided by their sums instead (`hd` divisions per row rather than `t`).
 #[allow(clippy::too_many_arguments)]
-fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usize, h: usize, heads: usize) -> Vec<f32> {
+fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usize, h: usize, heads: usize) -> Result<Vec<f32>> {
     let hd = h / heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; b * tq * h];
-    let dst = par::Out::new(&mut out);
-    par::for_each(b * heads, |task| {
+    let heads_of = |dst: &par::Out| par::for_each(b * heads, |task| {
         let (bi, head) = (task / heads, task % heads);
         let (mut qh, mut kt, mut vh) = (vec![0f32; tq * hd], vec![0f32; hd * tk], vec![0f32; tk * hd]);
         let (mut scores, mut ctx, mut sums) = (vec![0f32; tq * tk], vec![0f32; tq * hd], vec![0f32; tq]);
@@ -327,7 +325,13 @@ fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usiz
             dst.write((bi * tq + i) * h + head * hd, row);
         }
     });
-    out
+    // SAFETY: the (sequence, head) tasks write every row of every head (heads · hd = h).
+    unsafe {
+        par::written(b * tq * h, |dst| {
+            heads_of(dst);
+            Ok(())
+        })
+    }
 }
 
 /// Log-softmax over the last dimension, from ops that all have backward passes.

@@ -34,19 +34,18 @@ pub(super) trait Tiles: Sync {
 /// `W` × [`TASK_ROWS`] rows of `x`, ordered so that one thread's consecutive tasks reuse the
 /// same L2-resident block of `W`.
 #[inline(always)]
-pub(super) fn for_each_tile<K: Tiles, const TR: usize, const TC: usize>(kernel: &K, m: usize, n: usize, out: &mut [f32]) {
+pub(super) fn for_each_tile<K: Tiles, const TR: usize, const TC: usize>(kernel: &K, m: usize, n: usize, out: &Out) {
     let (row_tasks, col_tasks) = (m.div_ceil(TASK_ROWS), n.div_ceil(BLOCK_N));
-    let out = Out::new(out);
     par::for_each(row_tasks * col_tasks, |t| {
         let (n0, i0) = (t / row_tasks * BLOCK_N, t % row_tasks * TASK_ROWS);
         let (n1, i1) = ((n0 + BLOCK_N).min(n), (i0 + TASK_ROWS).min(m));
         let mut i = i0;
         while i + TR <= i1 {
-            row_block::<K, TR, TC>(kernel, i, n0, n1, &out);
+            row_block::<K, TR, TC>(kernel, i, n0, n1, out);
             i += TR;
         }
         while i < i1 {
-            row_block::<K, 1, TC>(kernel, i, n0, n1, &out);
+            row_block::<K, 1, TC>(kernel, i, n0, n1, out);
             i += 1;
         }
     });
@@ -65,8 +64,9 @@ fn row_block<K: Tiles, const R: usize, const TC: usize>(kernel: &K, i: usize, n0
     }
 }
 
-/// `out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias[n])`.
-pub fn matmul_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize, out: &mut [f32]) {
+/// `out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias[n])`; writes every element of `out`'s first
+/// `m × n` (so its buffer may come from [`par::written`]).
+pub fn matmul_t(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize, out: &Out) {
     assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "matmul_t: slices too short");
     assert!(bias.is_none_or(|b| b.len() >= n), "matmul_t: bias too short");
     for_each_tile::<_, TR, TC>(&Operands { x, w, bias, k, n }, m, n, out);
@@ -215,7 +215,7 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
             for bias in [None, Some(b.as_slice())] {
                 let mut y = vec![f32::NAN; m * n];
-                matmul_t(&x, &w, bias, m, k, n, &mut y);
+                matmul_t(&x, &w, bias, m, k, n, &Out::new(&mut y));
                 let want = reference(&x, &w, bias, m, k, n);
                 for (a, e) in y.iter().zip(&want) {
                     assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()) * (k as f32).sqrt(), "{m}×{k}×{n}: {a} vs {e}");

@@ -32,8 +32,8 @@ impl CustomOp2 for MatmulT {
         if k != kb {
             bail!("matmul_t: a is {m}×{k} but b is {n}×{kb}");
         }
-        let mut out = vec![0f32; m * n];
-        gemm::matmul_t(a, b, None, m, k, n, &mut out);
+        // SAFETY: matmul_t writes all m × n outputs.
+        let out = unsafe { super::par::written(m * n, |out| Ok::<_, candle_core::Error>(gemm::matmul_t(a, b, None, m, k, n, out))) }?;
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 

@@ -26,7 +26,7 @@ pub struct CanvasIn {
 }
 
 /// A generation: exactly one of `prompt`, `template`, `canvas`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerateRequest {
     pub prompt: Option<String>,

@@ -283,6 +283,10 @@ impl Trainer {
 
     /// One optimizer step (over `accumulate` micro-batches).
     pub fn step(&mut self) -> Result<StepReport> {
+        crate::backend::par::run(|| self.step_here())
+    }
+
+    fn step_here(&mut self) -> Result<StepReport> {
         let lr = self.options.lr_at(self.step);
         let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
         let (mut ce_sum, mut obj_sum, mut masked, mut maskable, mut tokens) = (0f32, 0f32, 0usize, 0usize, 0usize);

@@ -13,7 +13,7 @@ use super::config::{Activation, Family, ModelConfig};
 use super::forward::{self, Layer, Weights, Wiring};
 use super::weights::{Stored, WeightStore};
 use crate::backend::cpu::{self, Embeddings, Linear, Norm};
-use crate::backend::Kernels;
+use crate::backend::{par, Kernels};
 use crate::error::{Error, Result};
 
 fn stored_quantized(store: &WeightStore, name: &str) -> bool {
@@ -225,9 +225,11 @@ impl Encoder {
     /// Inference logits for every position: `[batch, seq, vocab]` for ids `[batch, seq]`.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (flat, b) = self.batch_of(ids)?;
-        let ops = &mut cpu::Infer { kernels: self.kernels };
-        let x = forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?;
-        forward::head(ops, &self.weights, &self.wiring, &x)
+        par::run(|| {
+            let ops = &mut cpu::Infer { kernels: self.kernels };
+            let x = forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?;
+            forward::head(ops, &self.weights, &self.wiring, &x)
+        })
     }
 
     /// [`Encoder::forward`] through differentiable ops only (what training runs).
@@ -252,8 +254,10 @@ impl Encoder {
     pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Tensor> {
         check_sequence(&self.config, ids, positions)?;
         let rows: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-        let ops = &mut cpu::Infer { kernels: self.kernels };
-        let x = forward::hidden(ops, &self.weights, &self.wiring, ids, 1, Some(&rows))?;
-        Ok(forward::head(ops, &self.weights, &self.wiring, &x)?.squeeze(0)?)
+        par::run(|| {
+            let ops = &mut cpu::Infer { kernels: self.kernels };
+            let x = forward::hidden(ops, &self.weights, &self.wiring, ids, 1, Some(&rows))?;
+            Ok(forward::head(ops, &self.weights, &self.wiring, &x)?.squeeze(0)?)
+        })
     }
 }

@@ -274,6 +274,34 @@ impl Engine {
         Ok(())
     }
 
+    /// Runs the first step of a default generation (the request's default length after a
+    /// one-word prompt) on the GPU (`gpu`, when attached) or the CPU, touching no running
+    /// generation: the loader times it on both to choose the device (`deviceTimings`).
+    #[cfg(feature = "webgpu")]
+    #[wasm_bindgen(js_name = probeStep)]
+    pub fn probe_step(&self, gpu: bool) -> js_sys::Promise {
+        let (model, enc) = (self.model.clone(), if gpu { self.gpu.clone() } else { None });
+        let waits = enc.is_some();
+        promise(async move {
+            let req = GenerateRequest { prompt: Some("the".into()), ..Default::default() };
+            let mut session = req.into_session(&model).map_err(js_err)?;
+            match &enc {
+                Some(enc) => session.step_async(&**enc).await,
+                None => session.step(&*model),
+            }
+            .map_err(js_err)?;
+            Ok(JsValue::NULL)
+        }, waits)
+    }
+
+    /// Drops the GPU copy of the weights: steps run on the CPU again.
+    #[cfg(feature = "webgpu")]
+    #[wasm_bindgen(js_name = detachGpu)]
+    pub fn detach_gpu(&mut self) {
+        self.cancel();
+        self.gpu = None;
+    }
+
     /// Drops the running generation, if any.
     pub fn cancel(&mut self) {
         self.begun.set(self.begun.get() + 1);

@@ -1,5 +1,6 @@
-// The WebGPU path in the browser: `device: 'auto'` picks WebGPU when the page has it, and a
-// greedy generation gives the same tokens as the wasm CPU path. Results on window.results.
+// The WebGPU path in the browser: `device: 'webgpu'` runs it, and a greedy generation gives the
+// same tokens as the wasm CPU path; `device: 'auto'` times a step on each and keeps the faster.
+// Results on window.results.
 import { DiffusionLM } from '../../pkg/src/index.js';
 
 // The q8_0 file: its matrices stay int8 on the GPU, dequantized while loading tiles. The CPU
@@ -17,10 +18,18 @@ async function tokens(lm, extra = {}) {
 
 try {
   const phases = [];
-  const gpu = await DiffusionLM.load(MODEL, { cache: false, onProgress: (p) => phases.push(p.phase) });
+  const gpu = await DiffusionLM.load(MODEL, { cache: false, device: 'webgpu', onProgress: (p) => phases.push(p.phase) });
   out.device = gpu.device;
   out.fallbackReason = gpu.fallbackReason;
+  out.gpuTimings = gpu.deviceTimings;
   out.phases = phases;
+  const auto = await DiffusionLM.load(MODEL, { cache: false });
+  out.auto = { device: auto.device, fallbackReason: auto.fallbackReason, timings: auto.deviceTimings };
+  // Whichever it kept, it generates (a GPU it let go of is not used any more).
+  let autoLast;
+  for await (const s of auto.generate('The cat', { length: 8, steps: 4, seed: 1 })) autoLast = s;
+  out.auto.masked = autoLast.masked;
+  await auto.dispose();
   const cpu = await DiffusionLM.load(CPU_MODEL, { cache: false, device: 'wasm' });
   out.cpuDevice = cpu.device;
   out.gpuIds = await tokens(gpu);
