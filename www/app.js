@@ -74,7 +74,7 @@ async function loadModel(source, what) {
 function showModel(what) {
   const lm = state.lm;
   const i = lm.info;
-  const cpu = `WASM SIMD${lm.wasmFeatures === 'simd128+relaxed' ? '+FMA' : ''} · ${lm.threads} thread${lm.threads === 1 ? '' : 's'}`;
+  const cpu = `WASM SIMD${lm.wasmFeatures.includes('+relaxed') ? '+FMA' : ''} · ${lm.threads} thread${lm.threads === 1 ? '' : 's'}`;
   ui.badge.textContent = lm.device === 'webgpu' ? 'WebGPU' : cpu;
   ui.badge.title = [
     lm.fallbackReason ? `WebGPU not used: ${lm.fallbackReason}` : 'running on WebGPU',

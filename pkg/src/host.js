@@ -1,16 +1,19 @@
 // The engine host: owns the wasm module and one model, and answers operations by name.
 // It runs inside the Worker (browsers, default) or inline (Node, or `worker: false`).
-// Three builds of the core: SIMD128 everywhere; SIMD128 + relaxed SIMD (fused multiply-add
-// in the GEMM, ~1.2× faster) where the engine validates it (Chrome ≥ 114, Firefox ≥ 120; not
-// Safari or Node 20); and the threaded build (SIMD128, shared memory, a pool of workers:
-// pool.js) where threads can run. The glue modules are named literally so bundlers include
-// them all.
+// Four builds of the core: SIMD128 everywhere; SIMD128 + relaxed SIMD (fused multiply-add in
+// the GEMM, the 8-bit dot in the integer kernel: ~1.6× faster on the shipped model) where the
+// engine validates it (Chrome ≥ 114, Firefox ≥ 120; not Safari or Node 20); and each of the
+// two threaded (shared memory, a pool of workers: pool.js) where threads can run. The glue
+// modules are named literally so bundlers include them all.
 import { planThreads, startPool } from './pool.js';
 
 const BUILDS = {
   simd128: { glue: () => import('../dist/unmask.js'), wasm: '../dist/unmask_bg.wasm' },
   'simd128+relaxed': { glue: () => import('../dist/relaxed/unmask.js'), wasm: '../dist/relaxed/unmask_bg.wasm' },
-  'simd128+threads': { glue: () => import('../dist/threads/unmask.js'), wasm: '../dist/threads/unmask_bg.wasm' },
+  'simd128+threads': { glue: () => import('../dist/threads/unmask.js'), wasm: '../dist/threads/unmask_bg.wasm', pool: 'threads' },
+  'simd128+relaxed+threads': {
+    glue: () => import('../dist/threads-relaxed/unmask.js'), wasm: '../dist/threads-relaxed/unmask_bg.wasm', pool: 'threads-relaxed',
+  },
 };
 
 // A minimal module whose only function uses f32x4.relaxed_madd: it validates exactly where
@@ -53,7 +56,8 @@ async function initWasm(wasm, threads) {
     ready = (async () => {
       const plan = await planThreads(threads, { customWasm: wasm !== undefined });
       // A caller-supplied binary is the baseline build (its glue must match it).
-      const build = plan.threads > 1 ? 'simd128+threads' : wasm === undefined && relaxedSimd() ? 'simd128+relaxed' : 'simd128';
+      const relaxed = wasm === undefined && relaxedSimd();
+      const build = `simd128${relaxed ? '+relaxed' : ''}${plan.threads > 1 ? '+threads' : ''}`;
       glue = await BUILDS[build].glue();
       let source = wasm;
       if (source === undefined && typeof process !== 'undefined' && process.versions?.node) {
@@ -66,7 +70,7 @@ async function initWasm(wasm, threads) {
       threading = plan;
       if (plan.threads > 1) {
         try {
-          await startPool(glue, plan.threads);
+          await startPool(glue, plan.threads, BUILDS[build].pool);
         } catch (e) {
           // The module runs on its own thread without a pool.
           threading = { threads: 1, reason: `the thread pool did not start (${e?.message || e})` };

@@ -164,7 +164,7 @@ export class DiffusionLM {
   /** With `device: 'auto'` where WebGPU runs: one generation step's milliseconds on each, timed while loading (the faster is `device`); otherwise null. */
   readonly deviceTimings: { webgpu: number; wasm: number } | null;
   /** The build of the core in use: relaxed SIMD (fused multiply-add) or threads where the engine has them. */
-  readonly wasmFeatures: 'simd128' | 'simd128+relaxed' | 'simd128+threads';
+  readonly wasmFeatures: 'simd128' | 'simd128+relaxed' | 'simd128+threads' | 'simd128+relaxed+threads';
   /** Threads the CPU kernels run on. */
   readonly threads: number;
   /** Why `threads` is 1 or fewer than asked for (not cross-origin isolated, …), or null. */

@@ -100,8 +100,8 @@ export class DiffusionLM {
      */
     this.deviceTimings = deviceTimings ?? null;
     /**
-     * Which build of the core runs: 'simd128', 'simd128+relaxed' (fused multiply-add) or
-     * 'simd128+threads' (shared memory and a pool of workers).
+     * Which build of the core runs: 'simd128', 'simd128+relaxed' (fused multiply-add, 8-bit
+     * dot), or either with '+threads' (shared memory and a pool of workers).
      */
     this.wasmFeatures = wasmFeatures;
     /** Threads the CPU kernels run on. */

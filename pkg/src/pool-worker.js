@@ -3,8 +3,14 @@
 // pool.js in a Web Worker (from the engine's Worker) or a Node worker thread.
 const NODE_WORKERS = 'node:worker_threads';
 
-async function run({ module, memory, receiver }, ready) {
-  const glue = await import('../dist/threads/unmask.js');
+// Named literally, as in host.js, so bundlers include both.
+const GLUES = {
+  threads: () => import('../dist/threads/unmask.js'),
+  'threads-relaxed': () => import('../dist/threads-relaxed/unmask.js'),
+};
+
+async function run({ module, memory, receiver, build }, ready) {
+  const glue = await GLUES[build]();
   await glue.default({ module_or_path: module, memory });
   ready();
   glue.poolWorkerRun(receiver);

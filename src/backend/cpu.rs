@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::QTensor;
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 
 use super::int8::QWeights;
 use super::{gemm, par, simd, Activation, Kernels, Ops};
@@ -194,7 +194,7 @@ impl Ops for Train {
             *dims.last_mut().expect("x has a last dimension") = n;
             let y = super::train_gemm::matmul_t(&x.reshape(((), k))?, l.weight()?)?.reshape(dims)?;
             match &l.bias {
-                Some(b) => y.broadcast_add(b)?,
+                Some(b) => super::train_rows::add_bias(&y, b)?,
                 None => y,
             }
         } else {
@@ -213,12 +213,7 @@ impl Ops for Train {
         })
     }
     fn add_norm(&mut self, n: &Norm, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let x = sum(x, residual)?;
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + n.eps)?.sqrt()?)?;
-        Ok(xn.broadcast_mul(&n.weight)?.broadcast_add(&n.bias)?)
+        Ok(super::train_rows::layer_norm(&sum(x, residual)?, &n.weight, &n.bias, n.eps)?)
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)
@@ -230,7 +225,7 @@ impl Ops for Train {
         let split = |y: &Tensor, t: usize| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
         let (q, k, v) = (split(q, tq)?, split(k, tk)?, split(v, tk)?);
         let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let probs = softmax_last(&scores)?;
+        let probs = super::train_rows::softmax(&scores)?;
         Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, h))?)
     }
     fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
@@ -280,15 +275,6 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
     }
 }
 
-/// Softmax over the last dimension from ops that all have backward passes (training's
-/// attention; inference has the fused kernel in [`attention_rows`]).
-fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    let sum = e.sum_keepdim(D::Minus1)?;
-    Ok(e.broadcast_div(&sum)?)
-}
-
 /// [`Infer`]'s attention on slices, one task per (sequence, head) across the thread pool: the
 /// head's Q (pre-scaled), Kᵀ and V are gathered into contiguous blocks for our untransposed
 /// GEMM ([`gemm::matmul_nn`]); the softmax leaves its rows unnormalised and the context rows
@@ -332,12 +318,4 @@ fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usiz
             Ok(())
         })
     }
-}
-
-/// Log-softmax over the last dimension, from ops that all have backward passes.
-pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    Ok(shifted.broadcast_sub(&lse)?)
 }

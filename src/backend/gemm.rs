@@ -126,6 +126,10 @@ impl Tiles for Operands<'_> {
 /// the end (with `k` = 32, [`matmul_t`] spent as much on those as on the products).
 pub fn matmul_nn(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     assert!(x.len() >= m * k && w.len() >= k * n && out.len() >= m * n, "matmul_nn: slices too short");
+    nn_block(x, w, m, k, n, out);
+}
+
+fn nn_block(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     let n8 = n / NN_COLS * NN_COLS;
     let mut i = 0;
     while i + NN_ROWS <= m {
@@ -136,6 +140,22 @@ pub fn matmul_nn(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [
         nn_rows::<1>(x, w, i, k, n, n8, out);
         i += 1;
     }
+}
+
+/// `out[c × r] = xᵀ` for `x[r × c]`, in blocks of [`TASK_ROWS`] output rows across the pool;
+/// writes every element of `out`'s first `r × c`.
+pub fn transpose(x: &[f32], r: usize, c: usize, out: &Out) {
+    assert!(x.len() >= r * c && out.len() >= r * c, "transpose: slices too short");
+    par::for_each(c.div_ceil(TASK_ROWS), |t| {
+        let (j0, j1) = (t * TASK_ROWS, ((t + 1) * TASK_ROWS).min(c));
+        // SAFETY: output rows j0..j1 belong to this task alone.
+        let rows = unsafe { out.slice(j0 * r, (j1 - j0) * r) };
+        for i in 0..r {
+            for j in j0..j1 {
+                rows[(j - j0) * r + i] = x[i * c + j];
+            }
+        }
+    });
 }
 
 /// 4 rows × 8 columns: 8 accumulators + 2 loads + 1 broadcast registers.

@@ -16,6 +16,7 @@ pub mod par;
 pub mod rank;
 pub mod simd;
 pub mod train_gemm;
+pub mod train_rows;
 #[cfg(feature = "webgpu")]
 pub mod webgpu;
 

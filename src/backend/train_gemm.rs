@@ -3,13 +3,15 @@
 //! thread count comes from `num_cpus`, 1 there) and ~3× slower than ours on one thread.
 //!
 //! Forward `y = a · bᵀ` (`a [m × k]` activations, `b [n × k]` a weight as stored); backward
-//! `da = g · b` and `db = gᵀ · a`, each again one `· ᵀ` product of transposed copies (the
-//! copies are O(m·k), the products O(m·n·k)). The weight's gradient is skipped when the weight
-//! is frozen.
+//! `da = g · b` and `db = gᵀ · a`, each again one `· ᵀ` product (cache-blocked) of transposed
+//! copies, made across the pool ([`gemm::transpose`]: through candle they were a
+//! single-threaded third of a training step's backward). The copies are O(m·k), the products
+//! O(m·n·k). The weight's gradient is skipped when the weight is frozen.
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::gemm;
+use super::train_rows::with_data;
+use super::{gemm, par};
 
 struct MatmulT;
 
@@ -38,12 +40,29 @@ impl CustomOp2 for MatmulT {
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let t = |x: &Tensor| x.t()?.contiguous();
-        let product = |x: &Tensor, y: &Tensor| x.contiguous()?.apply_op2_no_bwd(y, &MatmulT);
-        let da = product(g, &t(b)?)?;
-        let db = if b.track_op() { Some(product(&t(g)?, &t(a)?)?) } else { None };
-        Ok((Some(da), db))
+        let ((m, k), n) = (a.dims2()?, b.dim(0)?);
+        // da [m × k] = g · b = g · (bᵀ)ᵀ
+        let da = with_data(g, |gs| with_data(b, |bs| product_t(gs, &transposed(bs, n, k)?, m, n, k)))???;
+        // db [n × k] = gᵀ · a = gᵀ · (aᵀ)ᵀ
+        let db = match b.track_op() {
+            true => Some(with_data(g, |gs| with_data(a, |xs| product_t(&transposed(gs, m, n)?, &transposed(xs, m, k)?, n, m, k)))???),
+            false => None,
+        };
+        let dev = a.device();
+        Ok((Some(Tensor::from_vec(da, (m, k), dev)?), db.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?))
     }
+}
+
+/// `x[r × c]ᵀ`, across the pool.
+fn transposed(x: &[f32], r: usize, c: usize) -> candle_core::Result<Vec<f32>> {
+    // SAFETY: transpose writes all r × c outputs.
+    unsafe { par::written(r * c, |o| Ok(gemm::transpose(x, r, c, o))) }
+}
+
+/// `x[m × k] · w[n × k]ᵀ`, across the pool.
+fn product_t(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> candle_core::Result<Vec<f32>> {
+    // SAFETY: matmul_t writes all m × n outputs.
+    unsafe { par::written(m * n, |o| Ok(gemm::matmul_t(x, w, None, m, k, n, o))) }
 }
 
 /// `a · bᵀ` for f32 `a [m × k]` and `b [n × k]`, with gradients for both.
@@ -60,7 +79,8 @@ mod tests {
     #[test]
     fn forward_and_gradients_match_candles_matmul() {
         let dev = Device::Cpu;
-        let (m, k, n) = (37, 29, 11);
+        // More rows and columns than one task of the backward's products and transpose.
+        let (m, k, n) = (101, 29, 53);
         let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap()).unwrap();
         let w = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();

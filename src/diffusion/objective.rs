@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
-use crate::backend::cpu;
+use crate::backend::train_rows;
 use crate::error::{Error, Result};
 use crate::model::Encoder;
 
@@ -173,9 +173,7 @@ pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch) -> Result<(Tensor, Ten
     let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.seq), &dev)?;
     let pos = Tensor::from_slice(&batch.positions, batch.positions.len(), &dev)?;
     let logits = encoder.train_logits(&ids, &pos)?;
-    let logp = cpu::log_softmax_last(&logits)?;
-    let tgt = Tensor::from_slice(&batch.targets, (batch.targets.len(), 1), &dev)?;
-    let ce = logp.gather(&tgt, 1)?.squeeze(1)?.neg()?;
+    let ce = train_rows::cross_entropy(&logits, &batch.targets)?;
     let w = Tensor::from_slice(&batch.weights, batch.weights.len(), &dev)?;
     Ok(((&ce * &w)?.sum_all()?, ce.sum_all()?, batch.targets.len()))
 }

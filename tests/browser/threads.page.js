@@ -1,5 +1,5 @@
 // The threaded build in the page: loads the shipped model with the default `threads: 'auto'`
-// and with the single-thread SIMD128 build (the same arithmetic, one thread), and publishes
+// and with `threads: 1` (the single-thread relaxed-SIMD build: the same arithmetic), and publishes
 // what each ran and generated on window.results. Then disposes threaded instances in the
 // middle of a generation, 20 times, measuring the page's memory (workers included) after the
 // second and the last, and checks a new one still works.
@@ -54,7 +54,7 @@ async function disposeMidStep(rounds) {
 
 try {
   const auto = await probe({});
-  const single = await probe({ wasm: '/pkg/dist/unmask_bg.wasm' });
+  const single = await probe({ threads: 1 });
   const churn = await disposeMidStep(20);
   window.results = { isolated: globalThis.crossOriginIsolated, cores: navigator.hardwareConcurrency, auto, single, churn };
 } catch (e) {

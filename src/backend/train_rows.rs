@@ -1,0 +1,377 @@
+//! Training's row-wise ops (layer norm, bias, softmax, cross-entropy) as differentiable candle ops
+//! whose forward and backward passes split rows across the thread pool ([`super::par`]).
+//!
+//! Why: written from candle's basic ops (its fused layer norm and softmax record no backward
+//! pass), each was 5–10 passes over the activations, every one on a single thread in wasm
+//! (candle's CPU ops cannot start threads there): with the GEMMs on the pool, they were most
+//! of what remained serial in a training step. Each row is computed by the same instructions
+//! in the same order whichever task takes it, so results do not depend on the thread count.
+
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+
+use super::par::{self, Out};
+
+/// Rows per task.
+const TASK_ROWS: usize = 16;
+
+/// The f32 data of a contiguous operand.
+fn data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { bail!("{op}: not f32") };
+    let Some((a, b)) = l.contiguous_offsets() else { bail!("{op}: not contiguous") };
+    Ok(&v[a..b])
+}
+
+/// Runs `f` on the f32 data of `t` (made contiguous), read in place.
+pub(super) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        candle_core::Storage::Cpu(cs) => Ok(f(data(cs, l, "training op")?)),
+        _ => bail!("training ops run on the CPU"),
+    }
+}
+
+/// `f(r, out)` writes row `r` (of width `w`) of the output, for every row, in tasks of
+/// [`TASK_ROWS`] rows across the pool.
+fn map_rows(rows: usize, w: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> candle_core::Result<Vec<f32>> {
+    let write = |out: &Out| {
+        par::for_each(rows.div_ceil(TASK_ROWS), |t| {
+            for r in t * TASK_ROWS..((t + 1) * TASK_ROWS).min(rows) {
+                // SAFETY: row r belongs to this task alone.
+                f(r, unsafe { out.slice(r * w, w) });
+            }
+        });
+        Ok(())
+    };
+    // SAFETY: the tasks write every row whole.
+    unsafe { par::written(rows * w, write) }
+}
+
+/// Column sums of `f(r, j)` over all rows, split by columns (each sum runs over the rows in
+/// order, whatever the thread count).
+fn column_sums(rows: usize, w: usize, f: impl Fn(usize, usize) -> f32 + Sync + Send) -> Vec<f32> {
+    const COLS: usize = 32;
+    let mut sums = vec![0f32; w];
+    let out = Out::new(&mut sums);
+    par::for_each(w.div_ceil(COLS), |t| {
+        for j in t * COLS..((t + 1) * COLS).min(w) {
+            out.set(j, (0..rows).map(|r| f(r, j)).sum());
+        }
+    });
+    sums
+}
+
+/// A row's mean and 1 / standard deviation.
+fn moments(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+struct LayerNorm {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "unmask-layer-norm"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, gamma, beta) = (data(s1, l1, "layer_norm")?, data(s2, l2, "layer_norm")?, data(s3, l3, "layer_norm")?);
+        let w = gamma.len();
+        if beta.len() != w || x.len() % w != 0 {
+            bail!("layer_norm: rows of {} against a weight of {w} and a bias of {}", x.len(), beta.len());
+        }
+        let y = map_rows(x.len() / w, w, |r, out| {
+            let row = &x[r * w..(r + 1) * w];
+            let (mean, rstd) = moments(row, self.eps);
+            for j in 0..w {
+                out[j] = (row[j] - mean) * rstd * gamma[j] + beta[j];
+            }
+        })?;
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let w = gamma.elem_count();
+        let rows = x.elem_count() / w;
+        let gam = gamma.to_vec1::<f32>()?;
+        with_data(x, |xs| with_data(g, |gs| self.grads(xs, gs, &gam, rows, w, x, gamma, beta)))??
+    }
+}
+
+impl LayerNorm {
+    #[allow(clippy::too_many_arguments)]
+    fn grads(&self, xs: &[f32], gs: &[f32], gam: &[f32], rows: usize, w: usize, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Each row's mean and 1 / standard deviation, side by side.
+        let stats = map_rows(rows, 2, |r, out| {
+            let (mean, rstd) = moments(&xs[r * w..(r + 1) * w], self.eps);
+            out[0] = mean;
+            out[1] = rstd;
+        })?;
+        // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)), with dx̂ = g · γ.
+        let dx = map_rows(rows, w, |r, out| {
+            let (row, gr) = (&xs[r * w..(r + 1) * w], &gs[r * w..(r + 1) * w]);
+            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+            let (mut m1, mut m2) = (0f32, 0f32);
+            for j in 0..w {
+                let d = gr[j] * gam[j];
+                m1 += d;
+                m2 += d * (row[j] - mean) * rstd;
+            }
+            let (m1, m2) = (m1 / w as f32, m2 / w as f32);
+            for j in 0..w {
+                let xhat = (row[j] - mean) * rstd;
+                out[j] = rstd * (gr[j] * gam[j] - m1 - xhat * m2);
+            }
+        })?;
+        let dev = x.device();
+        let dx = Tensor::from_vec(dx, x.shape(), dev)?;
+        let dgamma = gamma.track_op().then(|| {
+            let v = column_sums(rows, w, |r, j| gs[r * w + j] * (xs[r * w + j] - stats[2 * r]) * stats[2 * r + 1]);
+            Tensor::from_vec(v, gamma.shape(), dev)
+        });
+        let dbeta = beta.track_op().then(|| Tensor::from_vec(column_sums(rows, w, |r, j| gs[r * w + j]), beta.shape(), dev));
+        Ok((Some(dx), dgamma.transpose()?, dbeta.transpose()?))
+    }
+}
+
+/// Layer norm over the last dimension of `x` with weight `gamma` and bias `beta`.
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, LayerNorm { eps: eps as f32 })
+}
+
+/// `x + b` with `b` added to every row (a linear's bias).
+struct AddBias;
+
+impl candle_core::CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "unmask-add-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, b) = (data(s1, l1, "add_bias")?, data(s2, l2, "add_bias")?);
+        let w = b.len();
+        if w == 0 || x.len() % w != 0 {
+            bail!("add_bias: rows of {} against a bias of {w}", x.len());
+        }
+        let y = map_rows(x.len() / w, w, |r, out| {
+            out.iter_mut().zip(&x[r * w..(r + 1) * w]).zip(b).for_each(|((o, x), b)| *o = x + b);
+        })?;
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let w = b.elem_count();
+        let db = match b.track_op() {
+            true => Some(with_data(g, |gs| column_sums(gs.len() / w, w, |r, j| gs[r * w + j]))?),
+            false => None,
+        };
+        Ok((Some(g.clone()), db.map(|v| Tensor::from_vec(v, b.shape(), b.device())).transpose()?))
+    }
+}
+
+/// `x + b` over the last dimension of `x` (a linear's bias).
+pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
+}
+
+/// Softmax over the last dimension.
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "unmask-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = data(s, l, self.name())?;
+        let w = *l.dims().last().unwrap_or(&1);
+        if w == 0 {
+            return Ok((CpuStorage::F32(Vec::new()), l.shape().clone()));
+        }
+        let y = map_rows(x.len() / w, w, |r, out| {
+            let row = &x[r * w..(r + 1) * w];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+            out.iter_mut().zip(row).for_each(|(o, v)| *o = (v - max).exp() / sum);
+        })?;
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = (*y.dims().last().unwrap_or(&1)).max(1);
+        // dx = y · (g − Σ g·y).
+        let dx = with_data(y, |ys| with_data(g, |gs| map_rows(ys.len() / w, w, |r, out| {
+            let (yr, gr) = (&ys[r * w..(r + 1) * w], &gs[r * w..(r + 1) * w]);
+            let s: f32 = gr.iter().zip(yr).map(|(g, y)| g * y).sum();
+            for j in 0..w {
+                out[j] = yr[j] * (gr[j] - s);
+            }
+        })))???;
+        Ok(Some(Tensor::from_vec(dx, y.shape(), y.device())?))
+    }
+}
+
+/// Cross-entropy of each row of `[rows × vocab]` logits against its target id: `[rows]`.
+/// One op instead of log-softmax then gather, whose backward wrote a dense `[rows × vocab]`
+/// gradient of zeros and scattered into it.
+struct CrossEntropy {
+    targets: Vec<u32>,
+}
+
+impl CrossEntropy {
+    /// Row `r`'s max and log-sum-exp, after checking its target.
+    fn lse(&self, row: &[f32]) -> f32 {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln()
+    }
+}
+
+impl CustomOp1 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "unmask-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = data(s, l, self.name())?;
+        let (rows, w) = l.shape().dims2()?;
+        if rows != self.targets.len() || self.targets.iter().any(|&t| t as usize >= w) {
+            bail!("cross_entropy: {} targets (all below {w}) for {rows} rows", self.targets.len());
+        }
+        let ce = map_rows(rows, 1, |r, out| {
+            let row = &x[r * w..(r + 1) * w];
+            out[0] = self.lse(row) - row[self.targets[r] as usize];
+        })?;
+        Ok((CpuStorage::F32(ce), Shape::from(rows)))
+    }
+
+    /// dx = g · (softmax(x) − one-hot(target)).
+    fn bwd(&self, x: &Tensor, _ce: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (rows, w) = x.dims2()?;
+        let gs = g.to_vec1::<f32>()?;
+        let dx = with_data(x, |xs| {
+            map_rows(rows, w, |r, out| {
+                let row = &xs[r * w..(r + 1) * w];
+                let lse = self.lse(row);
+                out.iter_mut().zip(row).for_each(|(o, v)| *o = gs[r] * (v - lse).exp());
+                out[self.targets[r] as usize] -= gs[r];
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+/// Cross-entropy of each row of `[rows × vocab]` logits against `targets`: `[rows]`.
+pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+    logits.contiguous()?.apply_op1(CrossEntropy { targets: targets.to_vec() })
+}
+
+/// Softmax over the last dimension.
+pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn close(a: &Tensor, b: &Tensor, what: &str) {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 2e-5, "{what}: max difference {d}");
+    }
+
+    /// Forward and every gradient equal those of the same function written from candle's
+    /// basic ops, under a loss that weights every output differently.
+    #[test]
+    fn layer_norm_matches_candles_basic_ops() {
+        let dev = Device::Cpu;
+        let (rows, w) = (37, 24);
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (rows, w), &dev).unwrap() + 0.5).unwrap()).unwrap();
+        let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.3, w, &dev).unwrap()).unwrap();
+        let beta = Var::from_tensor(&Tensor::randn(0f32, 0.3, w, &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (rows, w), &dev).unwrap();
+        let eps = 1e-5;
+        let basic = {
+            let x = x.as_tensor();
+            let mean = x.mean_keepdim(D::Minus1).unwrap();
+            let xc = x.broadcast_sub(&mean).unwrap();
+            let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+            let xn = xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap();
+            xn.broadcast_mul(gamma.as_tensor()).unwrap().broadcast_add(beta.as_tensor()).unwrap()
+        };
+        let ours = layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), eps).unwrap();
+        close(&ours, &basic, "forward");
+        let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
+        let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
+        for (v, what) in [(&x, "dx"), (&gamma, "dgamma"), (&beta, "dbeta")] {
+            close(go.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap(), what);
+        }
+    }
+
+    /// Log-softmax from candle's basic ops.
+    fn basic_log_softmax(t: &Tensor) -> Tensor {
+        let shifted = t.broadcast_sub(&t.max_keepdim(D::Minus1).unwrap().detach()).unwrap();
+        shifted.broadcast_sub(&shifted.exp().unwrap().sum_keepdim(D::Minus1).unwrap().log().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn softmax_matches_candles_basic_ops() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 3.0, (2, 19, 33), &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (2, 19, 33), &dev).unwrap();
+        let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+        let t = x.as_tensor();
+        let basic = basic_log_softmax(t).exp().unwrap();
+        let ours = softmax(t).unwrap();
+        close(&ours, &basic, "softmax");
+        let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
+        close(go.get(t).unwrap(), gb.get(t).unwrap(), "softmax gradient");
+    }
+
+    #[test]
+    fn cross_entropy_matches_log_softmax_and_gather() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 3.0, (21, 40), &dev).unwrap()).unwrap();
+        let targets: Vec<u32> = (0..21).map(|r| (r * 7 % 40) as u32).collect();
+        let weights = Tensor::randn(0f32, 1.0, 21, &dev).unwrap();
+        let t = x.as_tensor();
+        let tgt = Tensor::from_slice(&targets, (21, 1), &dev).unwrap();
+        let basic = basic_log_softmax(t).gather(&tgt, 1).unwrap().squeeze(1).unwrap().neg().unwrap();
+        let ours = cross_entropy(t, &targets).unwrap();
+        close(&ours, &basic, "cross-entropy");
+        let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+        let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
+        close(go.get(t).unwrap(), gb.get(t).unwrap(), "cross-entropy gradient");
+        assert!(cross_entropy(t, &[40; 21]).is_err(), "a target outside the vocabulary");
+    }
+
+    #[test]
+    fn add_bias_matches_broadcast_add() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 11, 17), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 17, &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (3, 11, 17), &dev).unwrap();
+        let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
+        let ours = add_bias(x.as_tensor(), b.as_tensor()).unwrap();
+        let basic = x.as_tensor().broadcast_add(b.as_tensor()).unwrap();
+        close(&ours, &basic, "forward");
+        let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
+        for (v, what) in [(&x, "dx"), (&b, "db")] {
+            close(go.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap(), what);
+        }
+    }
+
+    #[test]
+    fn a_frozen_norm_gets_no_weight_gradients() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 8), &dev).unwrap()).unwrap();
+        let (gamma, beta) = (Tensor::ones(8, candle_core::DType::F32, &dev).unwrap(), Tensor::zeros(8, candle_core::DType::F32, &dev).unwrap());
+        let g = layer_norm(x.as_tensor(), &gamma, &beta, 1e-5).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(x.as_tensor()).is_some());
+        assert!(g.get(&gamma).is_none() && g.get(&beta).is_none());
+    }
+}
