@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { DiffusionLM } from '../pkg/src/index.js';
+import { trainStepMs } from './train-step.js';
 
 const model = process.env.MODEL || fileURLToPath(new URL('../models/default.gguf', import.meta.url));
 const rounds = Number(process.env.ROUNDS || 5);
@@ -22,16 +23,7 @@ async function measure(threads) {
     for (let i = 0; i < k; i++) { const t0 = performance.now(); await f(); t.push(performance.now() - t0); }
     return median(t);
   };
-  const trainStep = (opts) => async () => {
-    const run = lm.train(corpus, { steps: 3, adopt: false, ...opts });
-    const it = run[Symbol.asyncIterator]();
-    await it.next();
-    const t0 = performance.now();
-    await it.next();
-    const ms = performance.now() - t0;
-    await it.return?.();
-    return ms;
-  };
+  const trainStep = (opts) => () => trainStepMs(lm, corpus, opts);
   const steps = async (f, k) => { const t = []; for (let i = 0; i < k; i++) t.push(await f()); return median(t); };
   const out = {
     threads: lm.threads,

@@ -27,17 +27,8 @@ const r = await h.page.evaluate(async ({ model, threads, rounds, warmMs }) => {
   const corpus = await (await fetch('/www/sample-corpus.txt')).text();
   const n = Math.min(256, lms[`threads ${threads}`].info.maxSequenceLen);
   const ids = Array.from({ length: n }, (_, i) => 5 + ((i * 7919) % 2000));
-  const trainStep = (mode) => async (lm) => {
-    // One step of a run, after the run's setup (the timed part is the step).
-    const run = lm.train(corpus, { mode, steps: 2, adopt: false, ...(mode === 'scratch' ? { size: 'tiny' } : {}) });
-    const it = run[Symbol.asyncIterator]();
-    await it.next();
-    const t0 = performance.now();
-    await it.next();
-    const ms = performance.now() - t0;
-    await it.return?.();
-    return ms;
-  };
+  const { trainStepMs } = await import('/bench/train-step.js');
+  const trainStep = (mode) => (lm) => trainStepMs(lm, corpus, { mode, ...(mode === 'scratch' ? { size: 'tiny' } : {}) });
   const runs = {
     [`forward ${n} tokens (all logits)`]: (lm) => lm.logits(ids),
     [`generate ${n - 5} tokens × 10 steps`]: async (lm) => { for await (const _ of lm.generate('the', { length: n - 5, steps: 10, seed: 1, strategy: 'random' })); },
