@@ -202,13 +202,8 @@ impl Ops for Train {
         };
         Ok(match act {
             None => y,
-            Some(Activation::Gelu) => y.gelu_erf()?,
-            // Written out: candle's fused `gelu` differs from `transformers`' gelu_new by ~1e-3.
-            Some(Activation::GeluTanh) => {
-                let c = (2.0f64 / std::f64::consts::PI).sqrt();
-                let inner = ((&y + (y.powf(3.0)? * 0.044715)?)? * c)?;
-                ((&y * 0.5)? * (inner.tanh()? + 1.0)?)?
-            }
+            // Ours, not candle's fused `gelu` (~1e-3 from `transformers`' gelu_new).
+            Some(a @ (Activation::Gelu | Activation::GeluTanh)) => super::train_rows::gelu(&y, a == Activation::GeluTanh)?,
             Some(Activation::Relu) => y.relu()?,
         })
     }

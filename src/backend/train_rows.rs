@@ -1,4 +1,4 @@
-//! Training's row-wise ops (layer norm, bias, softmax, cross-entropy) as differentiable candle ops
+//! Training's row-wise ops (layer norm, bias, GELU, softmax, cross-entropy) as differentiable candle ops
 //! whose forward and backward passes split rows across the thread pool ([`super::par`]).
 //!
 //! Why: written from candle's basic ops (its fused layer norm and softmax record no backward
@@ -176,6 +176,63 @@ impl candle_core::CustomOp2 for AddBias {
 /// `x + b` over the last dimension of `x` (a linear's bias).
 pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
+}
+
+/// GELU, exact (`tanh: false`, through candle's own `erf`, so the forward is candle's
+/// `gelu_erf` to the bit) or the tanh approximation (`transformers`' gelu_new).
+struct Gelu {
+    tanh: bool,
+}
+
+/// √(2/π), the tanh approximation's scale.
+const GELU_C: f32 = 0.797_884_6;
+
+impl Gelu {
+    /// `(gelu(x), gelu'(x))`.
+    fn at(&self, x: f32) -> (f32, f32) {
+        if self.tanh {
+            let t = (GELU_C * (x + 0.044_715 * x * x * x)).tanh();
+            (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044_715 * x * x))
+        } else {
+            let erf = candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2);
+            // φ(x) = e^(−x²/2) / √(2π)
+            ((erf + 1.0) * 0.5 * x, 0.5 * (1.0 + erf) + x * (-0.5 * x * x).exp() * 0.398_942_3)
+        }
+    }
+}
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "unmask-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = data(s, l, self.name())?;
+        let w = (*l.dims().last().unwrap_or(&1)).max(1);
+        let y = map_rows(x.len() / w, w, |r, out| {
+            out.iter_mut().zip(&x[r * w..(r + 1) * w]).for_each(|(o, &v)| *o = self.at(v).0);
+        })?;
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = (*x.dims().last().unwrap_or(&1)).max(1);
+        let dx = with_data(x, |xs| {
+            with_data(g, |gs| {
+                map_rows(xs.len() / w, w, |r, out| {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = gs[r * w + j] * self.at(xs[r * w + j]).1;
+                    }
+                })
+            })
+        })???;
+        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
+    }
+}
+
+/// GELU, exact or (`tanh`) the tanh approximation.
+pub fn gelu(x: &Tensor, tanh: bool) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Gelu { tanh })
 }
 
 /// Softmax over the last dimension.
@@ -362,6 +419,22 @@ mod tests {
         let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
         for (v, what) in [(&x, "dx"), (&b, "db")] {
             close(go.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap(), what);
+        }
+    }
+
+    #[test]
+    fn gelu_matches_candles_ops() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (7, 45), &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (7, 45), &dev).unwrap();
+        let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+        let t = x.as_tensor();
+        let c = (2.0f64 / std::f64::consts::PI).sqrt();
+        let tanh = ((t * 0.5).unwrap() * (((t + (t.powf(3.0).unwrap() * 0.044715).unwrap()).unwrap() * c).unwrap().tanh().unwrap() + 1.0).unwrap()).unwrap();
+        for (ours, basic, what) in [(gelu(t, false).unwrap(), t.gelu_erf().unwrap(), "gelu"), (gelu(t, true).unwrap(), tanh, "gelu_new")] {
+            close(&ours, &basic, what);
+            let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
+            close(go.get(t).unwrap(), gb.get(t).unwrap(), &format!("{what} gradient"));
         }
     }
 
