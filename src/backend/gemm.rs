@@ -126,10 +126,6 @@ impl Tiles for Operands<'_> {
 /// the end (with `k` = 32, [`matmul_t`] spent as much on those as on the products).
 pub fn matmul_nn(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     assert!(x.len() >= m * k && w.len() >= k * n && out.len() >= m * n, "matmul_nn: slices too short");
-    nn_block(x, w, m, k, n, out);
-}
-
-fn nn_block(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     let n8 = n / NN_COLS * NN_COLS;
     let mut i = 0;
     while i + NN_ROWS <= m {
