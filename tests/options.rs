@@ -87,15 +87,19 @@ fn cli_flags_come_from_the_specs() {
 
 #[test]
 fn mode_defaults_in_the_help_are_the_constants() {
-    use unmask::diffusion::trainer::{FINETUNE_LR, SCRATCH_LR};
+    use unmask::diffusion::finetune::Method;
+    use unmask::diffusion::trainer::{FINETUNE_LR, LORA_LR, SCRATCH_LR};
     let specs = TrainOptions::specs();
     let help = &spec(&specs, "lr").help;
-    for lr in [FINETUNE_LR, SCRATCH_LR] {
+    for lr in [FINETUNE_LR, LORA_LR, SCRATCH_LR] {
         assert!(help.contains(&format!("{lr:e}")), "lr help `{help}` lacks {lr:e}");
     }
     let o = TrainOptions { steps: 1000, ..Default::default() };
-    assert_eq!(o.clone().resolved(false).lr, Some(FINETUNE_LR));
+    assert_eq!(o.clone().resolved(false).lr, Some(LORA_LR), "fine-tuning defaults to LoRA");
+    assert_eq!(TrainOptions { method: Method::Top, ..o.clone() }.resolved(false).lr, Some(FINETUNE_LR));
+    assert_eq!(TrainOptions { method: Method::Full, ..o.clone() }.resolved(false).lr, Some(FINETUNE_LR));
     assert_eq!(o.clone().resolved(true).lr, Some(SCRATCH_LR));
+    assert_eq!(o.clone().resolved(true).method, Method::Full, "a model from scratch trains every weight");
     assert_eq!(o.resolved(true).warmup, Some(50), "5 % of steps");
     assert_eq!(TrainOptions { steps: 10, ..Default::default() }.resolved(true).warmup, Some(1));
     assert!(spec(&specs, "warmup").help.contains("5 % of steps, 1 to 200"));

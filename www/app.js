@@ -115,7 +115,7 @@ function applySpecs(specs) {
   const preset = document.getElementById('o-preset');
   preset.replaceChildren(...specs.presets.map((p, i) => new Option(p.name, String(i))));
   preset.onchange = () => applyPreset(specs.presets[Number(preset.value)].options);
-  showModeLr();
+  showDefaultLr();
 }
 
 /** Sets the option fields to a preset's values (`null`: off, an empty field). */
@@ -126,10 +126,14 @@ function applyPreset(options) {
   }
 }
 
-/** The learning-rate field shows the mode's default until the user types one. */
-function showModeLr() {
-  const mode = document.querySelector('input[name=mode]:checked').value;
-  $('t-lr').placeholder = String(state.lm.options.modeLr[mode]);
+/**
+ * The learning-rate field shows the default of the mode and method until the user types one;
+ * a model from scratch trains every weight, so the fine-tuning fields are off for it.
+ */
+function showDefaultLr() {
+  const scratch = document.querySelector('input[name=mode]:checked').value === 'scratch';
+  $('t-lr').placeholder = String(state.lm.options.defaultLr[scratch ? 'scratch' : $('t-method').value]);
+  $('t-method').disabled = $('t-layers').disabled = scratch;
 }
 
 /** The given `data-…` fields as options (an empty field: the core's default). */
@@ -353,6 +357,12 @@ function drawChart() {
   g.stroke();
 }
 
+function addSample(text) {
+  const li = document.createElement('li');
+  li.textContent = text;
+  ui.samples.append(li);
+}
+
 async function train() {
   if (state.busy || !state.lm) return;
   const corpus = ui.corpus.value;
@@ -373,6 +383,13 @@ async function train() {
       ...given, mode, signal: ctl.signal, evalEvery: Math.max(10, Math.floor(steps / 10)),
       sampleEvery: Math.max(10, Math.floor(steps / 5)), samplePrompt, sampleLength: 24,
     };
+    // A fine-tune shows the loaded model's text first, for the same prompt and seed as the
+    // samples during training: before and after, one above the other.
+    if (mode === 'finetune') {
+      let before = '';
+      for await (const s of state.lm.generate(samplePrompt, { length: opts.sampleLength, seed: 0 })) before = s.text;
+      addSample(`before: ${before}`);
+    }
     const run = state.lm.train(corpus, opts);
     const info = await run.start;
     ui.tstats.textContent = `${info.documents} documents · ${info.trainTokens} tokens · ${(info.parameters / 1e6).toFixed(2)} M parameters`;
@@ -382,11 +399,7 @@ async function train() {
       const eta = ((performance.now() - t0) / r.step) * (r.steps - r.step) / 1000;
       ui.tstats.textContent = `step ${r.step}/${r.steps} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${eta.toFixed(0)} s`
         + (r.eval ? ` · ELBO ppl ${r.eval.elboPerplexity.toFixed(1)}` : '');
-      if (r.sample !== undefined) {
-        const li = document.createElement('li');
-        li.textContent = `step ${r.step}: ${r.sample}`;
-        ui.samples.append(li);
-      }
+      if (r.sample !== undefined) addSample(`step ${r.step}: ${r.sample}`);
     }
   } catch (e) {
     if (!(e instanceof AbortError)) ui.tstats.textContent = `training stopped: ${e.message}`;
@@ -480,8 +493,9 @@ $('sample-corpus').addEventListener('click', async () => {
   const r = await fetch('www/sample-corpus.txt');
   ui.corpus.value = await r.text();
 });
+$('t-method').addEventListener('change', showDefaultLr);
 for (const r of document.querySelectorAll('input[name=mode]')) {
-  r.addEventListener('change', showModeLr);
+  r.addEventListener('change', showDefaultLr);
 }
 ui.corpus.addEventListener('dragover', (e) => e.preventDefault());
 ui.corpus.addEventListener('drop', async (e) => {

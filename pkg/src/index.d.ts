@@ -58,8 +58,8 @@ export interface OptionSpec {
 export interface OptionSpecs {
   sampling: OptionSpec[];
   training: OptionSpec[];
-  /** The learning rate each training mode defaults to. */
-  modeLr: { finetune: number; scratch: number };
+  /** The learning rate a run defaults to: from scratch, or fine-tuning by each `method`. */
+  defaultLr: { scratch: number; lora: number; top: number; full: number };
   /**
    * Named sampling settings, the defaults first, then the classic recipe (random, 10 steps):
    * every sampling option by name, `null` where it is off.
@@ -208,7 +208,13 @@ export interface TrainOptions {
   /** Tokenizer vocabulary for `scratch`. */
   vocab?: number;
   steps?: number;
-  /** Default: the mode's (`lm.options.modeLr`). */
+  /** What a fine-tune trains: LoRA adapters (default), the top `layers` layers whole, or every weight. */
+  method?: 'lora' | 'top' | 'full';
+  /** Rank of the LoRA adapters. */
+  rank?: number;
+  /** Layers trained by `lora` or `top`, counted from the top; default every layer. */
+  layers?: number;
+  /** Default: the mode's and method's (`lm.options.defaultLr`). */
   lr?: number;
   batchSize?: number;
   seqLen?: number;

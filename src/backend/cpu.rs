@@ -30,18 +30,54 @@ pub struct Linear {
     pub quantized: bool,
     /// The integer kernel's copy of the weight, made on first use.
     int8: OnceLock<QWeights>,
+    /// A trained low-rank update added to this linear's output (a LoRA fine-tune).
+    pub adapter: Option<Adapter>,
+}
+
+/// A low-rank update of a linear (LoRA): `y += scale · (x · Aᵀ) · Bᵀ` with `A [rank, in]` and
+/// `B [out, rank]`. A fine-tune trains these while the linear's own weight stays frozen.
+pub struct Adapter {
+    pub a: Tensor,
+    pub b: Tensor,
+    pub scale: f64,
+}
+
+impl Adapter {
+    /// The update as one `[out, in]` matrix, for merging into the weight.
+    pub fn delta(&self) -> Result<Tensor> {
+        Ok((self.b.matmul(&self.a)? * self.scale)?)
+    }
+
+    /// `scale · (x · Aᵀ) · Bᵀ` for rows `x [.., in]`, differentiable. Two thin products on our
+    /// GEMM: rank is small, so this costs `2 · rank / in` of the frozen linear's work per row.
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (k, n) = (self.a.dim(1)?, self.b.dim(0)?);
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("x has a last dimension") = n;
+        // Scaled on the thin side: rank values a row, not `out`.
+        let low = (super::train_gemm::matmul_t(&x.reshape(((), k))?, &self.a)? * self.scale)?;
+        Ok(super::train_gemm::matmul_t(&low, &self.b)?.reshape(dims)?)
+    }
+}
+
+/// `y + adapter(x)` where the linear has one.
+fn adapted(l: &Linear, x: &Tensor, y: Tensor) -> Result<Tensor> {
+    Ok(match &l.adapter {
+        Some(a) => (y + a.apply(x)?)?,
+        None => y,
+    })
 }
 
 impl Linear {
     /// From f32 weights `[out, in]`; `quantized` when the file stored them quantized.
     pub fn new(weight: Tensor, bias: Option<Tensor>, quantized: bool) -> Result<Self> {
         let dims = weight.dims2()?;
-        Ok(Self { weight: weight.into(), blocks: None, dims, bias, quantized, int8: Default::default() })
+        Ok(Self { weight: weight.into(), blocks: None, dims, bias, quantized, int8: Default::default(), adapter: None })
     }
 
     /// From quantized blocks of shape `dims`, dequantized when an f32 form is needed.
     pub fn from_blocks(blocks: Arc<QTensor>, bias: Option<Tensor>, dims: (usize, usize), quantized: bool) -> Self {
-        Self { weight: Default::default(), blocks: Some(blocks), dims, bias, quantized, int8: Default::default() }
+        Self { weight: Default::default(), blocks: Some(blocks), dims, bias, quantized, int8: Default::default(), adapter: None }
     }
 
     /// The stored quantized blocks, when the weight came as blocks.
@@ -147,6 +183,7 @@ impl Ops for Infer {
         } else {
             candle_linear(x, l)?
         };
+        let y = adapted(l, x, y)?;
         match act {
             Some(Activation::Relu) => Ok(y.relu()?),
             Some(a) => {
@@ -187,8 +224,10 @@ impl Ops for Train {
     fn embed(&mut self, e: &Embeddings, ids: &[u32], batch: usize, offset: usize) -> Result<Tensor> {
         embed(e, ids, batch, offset)
     }
+    /// A frozen weight goes through our GEMM on every platform: its backward then skips the
+    /// weight's gradient, which candle's matmul computes whether or not anything needs it.
     fn linear(&mut self, l: &Linear, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        let y = if self.kernels.own_gemm {
+        let y = if self.kernels.own_gemm || !l.weight()?.track_op() {
             let (n, k) = l.dims;
             let mut dims = x.dims().to_vec();
             *dims.last_mut().expect("x has a last dimension") = n;
@@ -200,6 +239,7 @@ impl Ops for Train {
         } else {
             candle_linear(x, l)?
         };
+        let y = adapted(l, x, y)?;
         Ok(match act {
             None => y,
             // Ours, not candle's fused `gelu` (~1e-3 from `transformers`' gelu_new).

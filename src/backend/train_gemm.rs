@@ -6,7 +6,8 @@
 //! `da = g · b` and `db = gᵀ · a`, each again one `· ᵀ` product (cache-blocked) of transposed
 //! copies, made across the pool ([`gemm::transpose`]: through candle they were a
 //! single-threaded third of a training step's backward). The copies are O(m·k), the products
-//! O(m·n·k). The weight's gradient is skipped when the weight is frozen.
+//! O(m·n·k). The weight's gradient is skipped when the weight is frozen, and
+//! the input's when nothing below it trains.
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
@@ -41,15 +42,18 @@ impl CustomOp2 for MatmulT {
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let ((m, k), n) = (a.dims2()?, b.dim(0)?);
-        // da [m × k] = g · b = g · (bᵀ)ᵀ
-        let da = with_data(g, |gs| with_data(b, |bs| product_t(gs, &transposed(bs, n, k)?, m, n, k)))???;
+        // da [m × k] = g · b = g · (bᵀ)ᵀ; none for an input that needs none (a frozen layer's).
+        let da = match a.track_op() {
+            true => Some(with_data(g, |gs| with_data(b, |bs| product_t(gs, &transposed(bs, n, k)?, m, n, k)))???),
+            false => None,
+        };
         // db [n × k] = gᵀ · a = gᵀ · (aᵀ)ᵀ
         let db = match b.track_op() {
             true => Some(with_data(g, |gs| with_data(a, |xs| product_t(&transposed(gs, m, n)?, &transposed(xs, m, k)?, n, m, k)))???),
             false => None,
         };
         let dev = a.device();
-        Ok((Some(Tensor::from_vec(da, (m, k), dev)?), db.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?))
+        Ok((da.map(|v| Tensor::from_vec(v, (m, k), dev)).transpose()?, db.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?))
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod adamw;
 pub mod canvas;
 pub mod corpus;
+pub mod finetune;
 pub mod objective;
 pub mod request;
 pub use crate::rng;

@@ -168,11 +168,12 @@ pub fn mask_batch(
 
 /// Loss terms of a batch: `(weighted sum of CE, plain sum of CE, masked count)`, as tensors
 /// so the first can be differentiated.
-pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch) -> Result<(Tensor, Tensor, usize)> {
+/// Layers below `from` are frozen (see [`Encoder::train_logits`]).
+pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch, from: usize) -> Result<(Tensor, Tensor, usize)> {
     let dev = Device::Cpu;
     let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.seq), &dev)?;
     let pos = Tensor::from_slice(&batch.positions, batch.positions.len(), &dev)?;
-    let logits = encoder.train_logits(&ids, &pos)?;
+    let logits = encoder.train_logits(&ids, &pos, from)?;
     let ce = train_rows::cross_entropy(&logits, &batch.targets)?;
     let w = Tensor::from_slice(&batch.weights, batch.weights.len(), &dev)?;
     Ok(((&ce * &w)?.sum_all()?, ce.sum_all()?, batch.targets.len()))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adamw::AdamW;
 use super::corpus::{window, Corpus};
+use super::finetune::{self, Frozen, Method};
 use super::objective::{loss_terms, mask_batch, MaskSchedule};
 use crate::rng::Rng;
 use crate::error::{Error, Result};
@@ -41,10 +42,21 @@ choice_enum! {
     }
 }
 
-/// The learning rate when none is given: fine-tuning keeps close to the loaded weights, a
-/// fresh tiny model needs a large one to learn within the demo's minute.
+/// The learning rate when none is given: fine-tuning whole weights keeps close to the loaded
+/// ones, adapters start at zero and need a larger one, a fresh tiny model a large one to learn
+/// within the demo's minute.
 pub const FINETUNE_LR: f64 = 1e-4;
+pub const LORA_LR: f64 = 1e-3;
 pub const SCRATCH_LR: f64 = 2e-3;
+
+/// The learning rate a run gets when none is given.
+pub fn default_lr(scratch: bool, method: Method) -> f64 {
+    match method {
+        _ if scratch => SCRATCH_LR,
+        Method::Lora => LORA_LR,
+        Method::Top | Method::Full => FINETUNE_LR,
+    }
+}
 
 options! {
     /// How a training run goes: the one definition of these options (the CLI's `train` flags,
@@ -54,7 +66,17 @@ options! {
         seq_len: usize = 64, Kind::int(4, 4096);
         /// Windows per micro-batch.
         batch_size: usize = 16, Kind::int(1, 4096);
-        /// Peak learning rate; by default the mode's: 1e-4 fine-tuning, 2e-3 from scratch.
+        /// What a fine-tune trains: lora (low-rank adapters on the top `layers` layers' linears),
+        /// top (those layers and the head whole) or full (every weight). A model from scratch
+        /// trains every weight.
+        method: Method = Method::Lora, Kind::choice(Method::NAMES);
+        /// Rank of the LoRA adapters (at most the model's hidden width).
+        rank: usize = 8, Kind::int(1, 4096);
+        /// Layers trained by lora or top, counted from the top (at most the model's layer
+        /// count); by default every layer.
+        layers: Option<usize> = None, Kind::int(1, 4096);
+        /// Peak learning rate; by default the method's: 1e-3 lora, 1e-4 top or full fine-tuning,
+        /// 2e-3 from scratch.
         lr: Option<f64> = None, Kind::real(gt(0.0), lt(1.0));
         /// Steps of linear learning-rate warm-up; by default 5 % of steps, 1 to 200.
         warmup: Option<usize> = None, Kind::int(0, 1_000_000);
@@ -99,9 +121,12 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// The learning rate and warm-up filled in where they were left to the mode.
+    /// The learning rate and warm-up filled in where they were left to the mode and method.
     pub fn resolved(mut self, scratch: bool) -> Self {
-        self.lr.get_or_insert(if scratch { SCRATCH_LR } else { FINETUNE_LR });
+        if scratch {
+            self.method = Method::Full;
+        }
+        self.lr.get_or_insert(default_lr(scratch, self.method));
         self.warmup.get_or_insert((self.steps / 20).clamp(1, 200));
         self
     }
@@ -172,21 +197,34 @@ pub struct Trainer {
     pub tokens: u64,
     rng: Rng,
     name: String,
+    /// A `lora` or `top` fine-tune's frozen part; `None` when every weight trains.
+    frozen: Option<Frozen>,
 }
 
 /// Bytes a wasm instance may use for training: its address space is 4 GiB, and the model,
 /// the page's buffers and allocator slack need the rest. Natively there is no fixed bound.
 const WASM_TRAIN_BUDGET: u64 = 3 << 30;
 
-/// A rough upper estimate of a run's memory: f32 weights + gradients + two Adam moments, the
-/// activations kept for the backward pass (per layer: ~14 hidden-wide and 4 FFN-wide values
-/// per token plus 3 attention maps), and logits with their softmax and gradient.
+/// A rough upper estimate of a run's memory: f32 weights, plus gradients and two Adam moments
+/// for the trained ones, the activations kept for the backward pass by the trained layers (per
+/// layer: ~14 hidden-wide and 4 FFN-wide values per token plus 3 attention maps), and logits
+/// with their softmax and gradient.
 pub fn estimate_bytes(config: &ModelConfig, o: &TrainOptions) -> u64 {
     let (h, i, l, v) = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size);
+    let params = config.parameter_count() as u64;
+    let (trained_layers, trained) = match o.method {
+        Method::Full => (l, params),
+        method => {
+            let n = o.layers.unwrap_or(l).min(l);
+            let per_layer = (4 * h * h + 2 * h * i) as u64;
+            let adapters = (4 * (2 * h) + 2 * (h + i)) as u64 * o.rank as u64;
+            (n, n as u64 * if method == Method::Lora { adapters } else { per_layer } + (h * h) as u64)
+        }
+    };
     let tokens = (o.batch_size as u64).saturating_mul(o.seq_len as u64);
-    let per_token = (l as u64).saturating_mul((14 * h + 4 * i + 3 * config.num_attention_heads * o.seq_len) as u64);
+    let per_token = (trained_layers as u64).saturating_mul((14 * h + 4 * i + 3 * config.num_attention_heads * o.seq_len) as u64);
     let activations = tokens.saturating_mul(per_token.saturating_add(3 * v as u64)).saturating_mul(4);
-    (config.parameter_count() as u64).saturating_mul(16).saturating_add(activations)
+    params.saturating_mul(4).saturating_add(trained.saturating_mul(12)).saturating_add(activations)
 }
 
 fn check_memory(config: &ModelConfig, o: &TrainOptions) -> Result<()> {
@@ -206,10 +244,18 @@ fn check_memory(config: &ModelConfig, o: &TrainOptions) -> Result<()> {
 }
 
 impl Trainer {
-    /// Fine-tunes `model` (quantized weights are dequantized to f32 first).
+    /// Fine-tunes `model` as `options.method` says (by default LoRA adapters; quantized
+    /// weights that train whole are dequantized to f32 first).
     pub fn new(model: &Model, docs: &[String], options: TrainOptions) -> Result<Self> {
-        let tensors = model.store.to_dense()?;
-        Self::from_tensors(&model.name, model.config().clone(), model.codec.clone(), tensors, docs, options.resolved(false))
+        let options = options.resolved(false);
+        options.validate(model.config().max_sequence_len())?;
+        finetune::check(model.config(), &options)?;
+        if options.method == Method::Full {
+            let tensors = model.store.to_dense()?;
+            return Self::from_tensors(&model.name, model.config().clone(), model.codec.clone(), tensors, docs, options);
+        }
+        let (encoder, vars, frozen) = finetune::prepare(model, &options)?;
+        Self::assemble(&model.name, model.codec.clone(), encoder, vars, Some(frozen), docs, options)
     }
 
     /// A fresh model of a named size (`tiny`, `small`) with `codec`'s vocabulary.
@@ -222,6 +268,7 @@ impl Trainer {
         Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options.resolved(true))
     }
 
+    /// Every tensor trains.
     fn from_tensors(
         name: &str,
         config: ModelConfig,
@@ -232,7 +279,6 @@ impl Trainer {
     ) -> Result<Self> {
         options.validate(config.max_sequence_len())?;
         check_memory(&config, &options)?;
-        let corpus = Corpus::build(&codec, docs, options.valid_fraction, options.seed, options.seq_len)?;
         let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();
         let mut vars = Vec::with_capacity(names.len());
@@ -243,6 +289,21 @@ impl Trainer {
             vars.push((n.clone(), v));
         }
         let encoder = Encoder::load(&config, &store)?;
+        Self::assemble(name, codec, encoder, vars, None, docs, options)
+    }
+
+    fn assemble(
+        name: &str,
+        codec: TextCodec,
+        encoder: Encoder,
+        vars: Vec<(String, Var)>,
+        frozen: Option<Frozen>,
+        docs: &[String],
+        options: TrainOptions,
+    ) -> Result<Self> {
+        let config = encoder.config.clone();
+        check_memory(&config, &options)?;
+        let corpus = Corpus::build(&codec, docs, options.valid_fraction, options.seed, options.seq_len)?;
         // Tensors the encoder does not use (a checkpoint's pooler) get no gradient and are
         // left as they are.
         let adam = AdamW::new(&vars, options.weight_decay)?;
@@ -258,7 +319,13 @@ impl Trainer {
             step: 0,
             tokens: 0,
             name: name.to_string(),
+            frozen,
         })
+    }
+
+    /// The lowest layer that trains.
+    fn from_layer(&self) -> usize {
+        self.frozen.as_ref().map_or(0, |f| f.from)
     }
 
     pub fn corpus(&self) -> &Corpus {
@@ -293,7 +360,7 @@ impl Trainer {
         for _ in 0..self.options.accumulate {
             let seqs = self.batch();
             let b = mask_batch(&seqs, self.codec.mask_id, self.options.schedule, self.options.max_prefix, None, &mut self.rng);
-            let (weighted, plain, n) = loss_terms(&self.encoder, &b)?;
+            let (weighted, plain, n) = loss_terms(&self.encoder, &b, self.from_layer())?;
             // Normalise by the maskable tokens of the whole accumulated step.
             let scale = 1.0 / (b.maskable * self.options.accumulate) as f64;
             let g = (weighted.clone() * scale)?.backward()?;
@@ -344,7 +411,7 @@ impl Trainer {
     pub fn gradient_norms(&mut self) -> Result<Vec<(String, f32)>> {
         let seqs = self.batch();
         let b = mask_batch(&seqs, self.codec.mask_id, self.options.schedule, self.options.max_prefix, None, &mut self.rng);
-        let (weighted, _, _) = loss_terms(&self.encoder, &b)?;
+        let (weighted, _, _) = loss_terms(&self.encoder, &b, self.from_layer())?;
         let g = (weighted / b.maskable as f64)?.backward()?;
         self.vars
             .iter()
@@ -378,7 +445,7 @@ impl Trainer {
         for k in 1..=grid {
             let t = k as f32 / grid as f32;
             let b = mask_batch(&seqs, self.codec.mask_id, schedule, 0, Some(t), &mut rng);
-            let (w, plain, m) = loss_terms(&self.encoder, &b)?;
+            let (w, plain, m) = loss_terms(&self.encoder, &b, self.from_layer())?;
             elbo += w.to_scalar::<f32>()? as f64 / b.maskable as f64;
             ce += plain.to_scalar::<f32>()? as f64;
             masked += m;
@@ -392,17 +459,27 @@ impl Trainer {
         })
     }
 
-    /// Current weights as f32 tensors in the Hugging Face layout.
+    /// Current weights as f32 tensors in the Hugging Face layout (adapters merged in).
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        self.vars.iter().map(|(n, v)| Ok((n.clone(), v.as_detached_tensor().copy()?))).collect()
+        match &self.frozen {
+            Some(f) => f.tensors(&self.encoder, &self.vars),
+            None => self.vars.iter().map(|(n, v)| Ok((n.clone(), v.as_detached_tensor().copy()?))).collect(),
+        }
     }
 
-    /// An inference model from the current weights (independent of further training).
+    /// An inference model from the current weights (independent of further training). A
+    /// partial fine-tune keeps each weight in the loaded model's storage type.
     pub fn snapshot(&self) -> Result<Model> {
-        let mut store = WeightStore::default();
-        for (n, t) in self.tensors()? {
-            store.insert(n, Stored::Dense(t));
-        }
+        let store = match &self.frozen {
+            Some(f) => f.store(&self.encoder, &self.vars)?,
+            None => {
+                let mut store = WeightStore::default();
+                for (n, t) in self.tensors()? {
+                    store.insert(n, Stored::Dense(t));
+                }
+                store
+            }
+        };
         Model::from_parts(&self.name, self.config.clone(), store, self.codec.json())
     }
 
@@ -430,7 +507,10 @@ impl Trainer {
     fn restore(&mut self, state: TrainerState, optimizer: &[u8]) -> Result<()> {
         let opt = candle_core::safetensors::load_buffer(optimizer, &candle_core::Device::Cpu)
             .map_err(|e| Error::Training(format!("optimizer state unreadable: {e}")))?;
-        for (i, (n, v)) in self.vars.iter().enumerate() {
+        // A checkpoint holds LoRA's adapters merged into the weights: the resumed run starts
+        // fresh adapters (B = 0) on top, and the old adapters' moments do not belong to them.
+        let fresh = self.options.method == Method::Lora;
+        for (i, (n, v)) in self.vars.iter().enumerate().filter(|_| !fresh) {
             let (m, vv) = (opt.get(&format!("m.{n}")), opt.get(&format!("v.{n}")));
             match (m, vv) {
                 (Some(m), Some(vv)) if m.dims() == v.as_tensor().dims() => {
@@ -501,5 +581,145 @@ mod checkpoint {
             t.restore(state, &std::fs::read(dir.join("optimizer.safetensors"))?)?;
             Ok(t)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Kernels;
+    use crate::diffusion::corpus::split_documents;
+    use crate::model::gguf::WeightDtype;
+    use candle_core::Device;
+
+    fn fixture() -> Model {
+        Model::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/roberta-prelayernorm"))).unwrap()
+    }
+
+    fn docs() -> Vec<String> {
+        split_documents(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/www/sample-corpus.txt")).unwrap())
+    }
+
+    fn lora(rank: usize, layers: Option<usize>) -> TrainOptions {
+        TrainOptions { seq_len: 16, batch_size: 2, rank, layers, eval_sequences: 2, ..Default::default() }
+    }
+
+    /// The mean weighted loss of one fixed batch, and its gradients.
+    fn loss_of(t: &Trainer, b: &super::super::objective::MaskedBatch) -> (f64, candle_core::backprop::GradStore) {
+        let (w, _, _) = loss_terms(&t.encoder, b, t.from_layer()).unwrap();
+        let w = (w / b.maskable as f64).unwrap();
+        (w.to_scalar::<f32>().unwrap() as f64, w.backward().unwrap())
+    }
+
+    /// Every adapter entry's gradient (three per tensor) against a central difference of the
+    /// loss, on our GEMM (wasm's path) and candle's matmul, with frozen layers below.
+    #[test]
+    fn lora_gradients_match_finite_differences() {
+        let model = fixture();
+        for kernels in [Kernels { own_gemm: true, int8: true }, Kernels { own_gemm: false, int8: false }] {
+            let mut t = Trainer::new(&model, &docs(), lora(3, Some(1))).unwrap();
+            t.encoder.kernels = kernels;
+            assert_eq!(t.from_layer(), model.config().num_hidden_layers - 1);
+            // B starts at zero, where A's gradient vanishes: give it values first.
+            let mut rng = Rng::new(3);
+            for (_, v) in t.vars.iter().filter(|(n, _)| n.ends_with("lora_b")) {
+                let vals: Vec<f32> = (0..v.elem_count()).map(|_| rng.next_f32() - 0.5).collect();
+                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap()).unwrap();
+            }
+            let seqs = t.batch();
+            let b = mask_batch(&seqs, t.codec.mask_id, MaskSchedule::DEFAULT, 0, Some(0.5), &mut t.rng);
+            let (_, grads) = loss_of(&t, &b);
+            let h = 1e-2f32;
+            for (name, v) in &t.vars {
+                let g = grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name} has no gradient")).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let base = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for k in [0, base.len() / 2, base.len() - 1] {
+                    let at = |d: f32| {
+                        let mut w = base.clone();
+                        w[k] += d;
+                        v.set(&Tensor::from_vec(w, v.dims(), &Device::Cpu).unwrap()).unwrap();
+                        loss_of(&t, &b).0
+                    };
+                    let numeric = (at(h) - at(-h)) / (2.0 * h as f64);
+                    v.set(&Tensor::from_vec(base.clone(), v.dims(), &Device::Cpu).unwrap()).unwrap();
+                    let analytic = g[k] as f64;
+                    assert!(
+                        (analytic - numeric).abs() <= 2e-4 + 0.03 * numeric.abs().max(analytic.abs()),
+                        "{kernels:?} {name}[{k}]: analytic {analytic:.6}, finite difference {numeric:.6}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Only the adapters train: they are the trainer's variables, the loaded model is
+    /// unchanged, and a step moves the loss.
+    #[test]
+    fn lora_trains_adapters_only_and_top_trains_the_top_layers() {
+        let model = fixture();
+        let l = model.config().num_hidden_layers;
+        let mut t = Trainer::new(&model, &docs(), lora(4, None)).unwrap();
+        assert_eq!(t.options.method, Method::Lora);
+        assert_eq!(t.vars.len(), l * 6 * 2);
+        assert!(t.vars.iter().all(|(n, _)| n.ends_with(".lora_a") || n.ends_with(".lora_b")));
+        let before = model.logits_at(&[0, 5, 6, 7, 2], &[1, 2]).unwrap();
+        for _ in 0..3 {
+            t.step().unwrap();
+        }
+        assert_eq!(model.logits_at(&[0, 5, 6, 7, 2], &[1, 2]).unwrap(), before, "the loaded model is untouched");
+        assert_ne!(t.snapshot().unwrap().logits_at(&[0, 5, 6, 7, 2], &[1, 2]).unwrap(), before, "the trained one differs");
+
+        let o = TrainOptions { method: Method::Top, layers: Some(1), ..lora(4, None) };
+        let mut t = Trainer::new(&model, &docs(), o).unwrap();
+        let top = format!(".layer.{}.", l - 1);
+        assert!(t.vars.iter().all(|(n, _)| !n.contains(".layer.") || n.contains(&top)), "only the top layer's tensors train");
+        assert!(t.vars.iter().any(|(n, _)| n.contains("lm_head.dense")), "the head trains");
+        assert!(!t.vars.iter().any(|(n, _)| n.contains("embeddings")), "the embeddings (tied decoder) stay frozen");
+        for (name, n) in t.gradient_norms().unwrap() {
+            assert!(n.is_finite() && n > 0.0, "`{name}` gradient norm {n}");
+        }
+    }
+
+    /// A snapshot of a LoRA fine-tune of a q8_0 model merges the adapters and stores the
+    /// merged weights as q8_0 again: its logits equal base + adapters within the error that
+    /// quantizing to q8_0 makes in the first place.
+    #[test]
+    fn merged_snapshot_matches_base_plus_adapters_within_q8_0() {
+        let f32_model = fixture();
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        f32_model.write_gguf(&mut bytes, WeightDtype::Q8_0).unwrap();
+        let model = Model::from_gguf_bytes(bytes.get_ref()).unwrap();
+        let o = TrainOptions { lr: Some(2e-2), warmup: Some(1), ..lora(4, None) };
+        let mut t = Trainer::new(&model, &docs(), o).unwrap();
+        for _ in 0..4 {
+            t.step().unwrap();
+        }
+        let ids: Vec<u32> = (0..12u32).map(|i| (i * 17 + 3) % 300).collect();
+        let pos: Vec<usize> = (0..12).collect();
+        let ids_t = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        // Base (frozen, dequantized) + adapters, as training computes it.
+        let adapted = t.encoder.forward(&ids_t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let merged = t.snapshot().unwrap();
+        assert_eq!(merged.info().dtype, model.info().dtype, "stored as the loaded model was");
+        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let merged_logits = merged.logits_at(&ids, &pos).unwrap();
+        let quantizing = diff(&f32_model.logits_at(&ids, &pos).unwrap(), &model.logits_at(&ids, &pos).unwrap());
+        let moved = diff(&adapted, &model.logits_at(&ids, &pos).unwrap());
+        let err = diff(&adapted, &merged_logits);
+        assert!(moved > 10.0 * err, "training moved the logits ({moved}) more than merging does ({err})");
+        assert!(err <= 2.0 * quantizing, "merged vs base + adapters: {err}; quantizing to q8_0 alone: {quantizing}");
+    }
+
+    #[test]
+    fn bad_rank_and_layers_are_refused_with_the_valid_range() {
+        let model = fixture();
+        let (h, l) = (model.config().hidden_size, model.config().num_hidden_layers);
+        let err = |o: TrainOptions| Trainer::new(&model, &docs(), o).err().expect("refused").to_string();
+        assert!(err(lora(h + 1, None)).contains(&format!("rank must be in [1, {h}]")));
+        assert!(err(lora(4, Some(l + 1))).contains(&format!("layers must be in [1, {l}]")));
+        assert!(err(TrainOptions { method: Method::Full, ..lora(4, Some(1)) }).contains("layers applies to method lora or top"));
+        let codec = crate::model::bpe::train_bpe(&docs(), 300).unwrap();
+        let t = Trainer::from_scratch("tiny", codec, &docs(), lora(4, None)).unwrap();
+        assert_eq!(t.options.method, Method::Full, "a model from scratch trains every weight");
     }
 }

@@ -10,7 +10,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor};
 
 use super::config::{Activation, Family, ModelConfig};
-use super::forward::{self, Layer, Weights, Wiring};
+use super::forward::{self, Layer, Weights, Wiring, LAYER_LINEARS};
 use super::weights::{Stored, WeightStore};
 use crate::backend::cpu::{self, Embeddings, Linear, Norm};
 use crate::backend::{par, Kernels};
@@ -155,14 +155,15 @@ impl Encoder {
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
+            let [q, k, v, o, up, down] = LAYER_LINEARS.map(|what| n.layer(l, what));
             layers.push(Layer {
-                query: load_linear(store, &n.layer(l, "attention.self.query"), h, h)?,
-                key: load_linear(store, &n.layer(l, "attention.self.key"), h, h)?,
-                value: load_linear(store, &n.layer(l, "attention.self.value"), h, h)?,
-                attn_out: load_linear(store, &n.layer(l, "attention.output.dense"), h, h)?,
+                query: load_linear(store, &q, h, h)?,
+                key: load_linear(store, &k, h, h)?,
+                value: load_linear(store, &v, h, h)?,
+                attn_out: load_linear(store, &o, h, h)?,
                 attn_norm: load_norm(store, &n.attn_norm(l), h, eps)?,
-                intermediate: load_linear(store, &n.layer(l, "intermediate.dense"), i, h)?,
-                output: load_linear(store, &n.layer(l, "output.dense"), h, i)?,
+                intermediate: load_linear(store, &up, i, h)?,
+                output: load_linear(store, &down, h, i)?,
                 ffn_norm: load_norm(store, &n.ffn_norm(l), h, eps)?,
             });
         }
@@ -241,11 +242,15 @@ impl Encoder {
     }
 
     /// Training logits `[rows, vocab]` of the rows `rows` (u32) of the batch `ids` `[batch,
-    /// seq]` flattened to `[batch × seq]` rows, with gradients.
-    pub fn train_logits(&self, ids: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    /// seq]` flattened to `[batch × seq]` rows, with gradients. Layers below `from` are frozen:
+    /// they run as inference does, without recording a graph.
+    pub fn train_logits(&self, ids: &Tensor, rows: &Tensor, from: usize) -> Result<Tensor> {
         let (flat, b) = self.batch_of(ids)?;
         let ops = &mut cpu::Train { kernels: self.kernels };
-        let x = forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?;
+        let x = match from {
+            0 => forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?,
+            _ => forward::hidden_from(&mut cpu::Infer { kernels: self.kernels }, ops, &self.weights, &self.wiring, &flat, b, from)?,
+        };
         let x = x.reshape(((), self.config.hidden_size))?.index_select(rows, 0)?;
         forward::head(ops, &self.weights, &self.wiring, &x)
     }

@@ -20,6 +20,23 @@ pub struct Layer<L, N> {
     pub ffn_norm: N,
 }
 
+impl<L, N> Layer<L, N> {
+    /// The layer's linears in [`LAYER_LINEARS`]' order.
+    pub fn linears(&self) -> [&L; 6] {
+        [&self.query, &self.key, &self.value, &self.attn_out, &self.intermediate, &self.output]
+    }
+
+    /// [`Layer::linears`], to change.
+    pub fn linears_mut(&mut self) -> [&mut L; 6] {
+        [&mut self.query, &mut self.key, &mut self.value, &mut self.attn_out, &mut self.intermediate, &mut self.output]
+    }
+}
+
+/// Where a layer's linears sit under `…layer.{i}.` in a checkpoint, in [`Layer::linears_mut`]'s
+/// order.
+pub const LAYER_LINEARS: [&str; 6] =
+    ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"];
+
 /// Every weight of an encoder with its MLM head, as some backend holds them.
 pub struct Weights<L, N, E> {
     pub embeddings: E,
@@ -94,12 +111,47 @@ pub struct Wiring {
 /// rows alone (every row still serves as a key and value). Exact, since each row of a layer's
 /// output depends on the other rows only through the keys and values.
 pub fn hidden<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize, rows: Option<&[u32]>) -> Result<B::X> {
+    let x = embed(ops, w, wiring, ids, batch)?;
+    let x = layers(ops, w, wiring, x, 0, rows)?;
+    finish(ops, w, x)
+}
+
+/// [`hidden`] of every row, the layers below `from` run by `lower` and the rest by `upper`: a
+/// fine-tune that trains only the top layers runs the frozen ones without recording a graph.
+pub fn hidden_from<A, B>(lower: &mut A, upper: &mut B, w: &Weights<A::Linear, A::Norm, A::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize, from: usize) -> Result<A::X>
+where
+    A: Ops,
+    B: Ops<X = A::X, Linear = A::Linear, Norm = A::Norm, Embeddings = A::Embeddings>,
+{
+    let x = embed(lower, w, wiring, ids, batch)?;
+    let x = layers_below(lower, w, wiring, x, from)?;
+    let x = layers(upper, w, wiring, x, from, None)?;
+    finish(upper, w, x)
+}
+
+fn embed<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize) -> Result<B::X> {
     let emb = ops.embed(&w.embeddings, ids, batch, wiring.position_offset)?;
-    let mut x = ops.add_norm(&w.embed_norm, &emb, None)?;
+    ops.add_norm(&w.embed_norm, &emb, None)
+}
+
+/// Layers `from..`, the last one for `rows` only where given.
+fn layers<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, mut x: B::X, from: usize, rows: Option<&[u32]>) -> Result<B::X> {
     let last = w.layers.len().saturating_sub(1);
-    for (i, layer) in w.layers.iter().enumerate() {
+    for (i, layer) in w.layers.iter().enumerate().skip(from) {
         x = layer_forward(ops, layer, wiring, &x, rows.filter(|_| i == last))?;
     }
+    Ok(x)
+}
+
+/// Layers `..to`, every row.
+fn layers_below<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, mut x: B::X, to: usize) -> Result<B::X> {
+    for layer in w.layers.iter().take(to) {
+        x = layer_forward(ops, layer, wiring, &x, None)?;
+    }
+    Ok(x)
+}
+
+fn finish<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, x: B::X) -> Result<B::X> {
     match &w.final_norm {
         Some(n) => ops.add_norm(n, &x, None),
         None => Ok(x),

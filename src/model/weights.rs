@@ -106,6 +106,15 @@ impl WeightStore {
         }
     }
 
+    /// A tensor as f32, whatever its shape (dequantized if stored quantized).
+    pub fn f32_of(&self, name: &str) -> Result<Tensor> {
+        match self.tensors.get(name) {
+            Some(Stored::Dense(t)) => Ok(t.clone()),
+            Some(Stored::Quant(q)) => Ok(q.dequantize(&Device::Cpu)?),
+            None => Err(Error::tensor(name.to_string(), "missing from the checkpoint")),
+        }
+    }
+
     /// The GGUF storage type of a tensor (F32 for plain tensors).
     pub fn dtype_of(&self, name: &str) -> Option<GgmlDType> {
         self.tensors.get(name).map(|s| match s {

@@ -55,16 +55,22 @@ pub fn threads() -> usize {
 }
 
 /// Every option the package takes, from their one definition (`crate::options`): sampling,
-/// training, and the learning rate each training mode defaults to.
+/// training, and the learning rate each training mode and method defaults to.
 #[wasm_bindgen(js_name = optionSpecs)]
 pub fn option_specs() -> Result<JsValue, JsValue> {
-    use crate::diffusion::trainer::{FINETUNE_LR, SCRATCH_LR};
+    use crate::diffusion::finetune::Method;
+    use crate::diffusion::trainer::default_lr;
     use crate::diffusion::{SampleOptions, TrainOptions};
     use crate::options::OptionSet;
     let specs = serde_json::json!({
         "sampling": SampleOptions::specs(),
         "training": TrainOptions::specs(),
-        "modeLr": { "finetune": FINETUNE_LR, "scratch": SCRATCH_LR },
+        "defaultLr": {
+            "scratch": default_lr(true, Method::Full),
+            "lora": default_lr(false, Method::Lora),
+            "top": default_lr(false, Method::Top),
+            "full": default_lr(false, Method::Full),
+        },
         "presets": SampleOptions::presets().into_iter().map(|(name, options)| serde_json::json!({ "name": name, "options": crate::options::to_json(&options) })).collect::<Vec<_>>(),
     });
     // `null` defaults stay `null` (not `undefined`): they mean "off unless given".

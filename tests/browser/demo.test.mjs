@@ -42,15 +42,16 @@ test('the option fields start at the core\'s defaults', async () => {
         out.push({ name: spec.name, value: el.value, want: spec.default === null ? '' : String(spec.default), title: el.title, help: spec.help });
       }
     }
-    const mode = document.querySelector('input[name=mode]:checked').value;
-    return { out, lrPlaceholder: document.getElementById('t-lr').placeholder, modeLr: specs.modeLr[mode] };
+    const scratch = document.querySelector('input[name=mode]:checked').value === 'scratch';
+    const lr = specs.defaultLr[scratch ? 'scratch' : document.getElementById('t-method').value];
+    return { out, lrPlaceholder: document.getElementById('t-lr').placeholder, defaultLr: lr };
   });
   assert.ok(fields.out.length >= 10, `${fields.out.length} option fields`);
   for (const f of fields.out) {
     assert.equal(f.value, f.want, `${f.name}: the demo shows ${f.value}, the core's default is ${f.want}`);
     assert.equal(f.title, f.help);
   }
-  assert.equal(fields.lrPlaceholder, String(fields.modeLr), 'the learning-rate field shows the mode\'s default');
+  assert.equal(fields.lrPlaceholder, String(fields.defaultLr), 'the learning-rate field shows the mode\'s default');
 });
 
 test('the preset menu switches to the classic recipe and back to the defaults', async () => {

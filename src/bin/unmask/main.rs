@@ -373,13 +373,19 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     };
     let c = trainer.corpus();
     eprintln!(
-        "{} parameters; corpus: {} documents, {} train / {} validation tokens{}",
+        "{} trained parameters ({}); corpus: {} documents, {} train / {} validation tokens{}",
         trainer.parameter_count(),
+        trainer.options.method,
         c.documents,
         c.train.len(),
         c.valid.len(),
         if c.held_out { "" } else { " (one document: validation reuses it)" }
     );
+    if a.init.is_some() && !a.resume {
+        // The base model's figure, for the fine-tune's to be read against.
+        let e = trainer.evaluate()?;
+        eprintln!("before training: {} ELBO perplexity {:.3}", if e.held_out { "held-out" } else { "training-text" }, e.elbo_perplexity);
+    }
     let start_step = trainer.step;
     let target = steps.map(|s| start_step + s);
     let pb = ProgressBar::new(steps.unwrap_or(0) as u64);
