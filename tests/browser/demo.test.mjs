@@ -185,6 +185,25 @@ test('training on the sample corpus plots a falling loss', async () => {
   await h.page.screenshot({ path: `${ART}demo-trained.png`, fullPage: true });
 });
 
+test('fine-tuning shows the loaded model\'s text before training and samples after it', async () => {
+  await h.page.check('input[name=mode][value=finetune]');
+  await h.page.selectOption('#t-method', 'lora');
+  const lr = await h.page.evaluate(() => [document.getElementById('t-lr').placeholder, window.unmaskDemo.lm.options.defaultLr.lora]);
+  assert.equal(lr[0], String(lr[1]), 'the learning-rate field shows LoRA\'s default');
+  await h.page.fill('#t-layers', '1');
+  await h.page.fill('#t-steps', '3');
+  await h.page.fill('#t-lr', '');
+  await h.page.click('#train-go');
+  await h.page.waitForFunction(() => document.querySelectorAll('#samples li').length >= 2);
+  await idle();
+  const items = await h.page.$$eval('#samples li', (ls) => ls.map((l) => l.textContent));
+  assert.match(items[0], /^before: /, items.join('\n'));
+  assert.match(items.at(-1), /^step 3: /, items.join('\n'));
+  // The prompt is the corpus's first words, markup included: shown as text, never parsed.
+  assert.equal(await h.page.locator('main img').count(), 0);
+  assert.equal(dialogs, 0);
+});
+
 test('no request left the origin and the page logged no errors', () => {
   assert.deepEqual(h.offsite, []);
   assert.deepEqual(h.errors, []);
