@@ -379,9 +379,10 @@ async function train() {
   drawChart();
   const t0 = performance.now();
   try {
+    // Under a time budget the step count is not known: evaluate and sample once, at the end.
+    const every = (k) => (given.seconds ? 1_000_000 : Math.max(10, Math.floor(steps / k)));
     const opts = {
-      ...given, mode, signal: ctl.signal, evalEvery: Math.max(10, Math.floor(steps / 10)),
-      sampleEvery: Math.max(10, Math.floor(steps / 5)), samplePrompt, sampleLength: 24,
+      ...given, mode, signal: ctl.signal, evalEvery: every(10), sampleEvery: every(5), samplePrompt, sampleLength: 24,
     };
     // A fine-tune shows the loaded model's text first, for the same prompt and seed as the
     // samples during training: before and after, one above the other.
@@ -396,8 +397,9 @@ async function train() {
     for await (const r of run) {
       state.losses.push({ step: r.step, loss: r.loss });
       drawChart();
-      const eta = ((performance.now() - t0) / r.step) * (r.steps - r.step) / 1000;
-      ui.tstats.textContent = `step ${r.step}/${r.steps} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${eta.toFixed(0)} s`
+      const elapsed = (performance.now() - t0) / 1000;
+      const eta = Math.min((elapsed / r.step) * (r.steps - r.step), given.seconds ? given.seconds - elapsed : Infinity);
+      ui.tstats.textContent = `step ${r.step}/${r.steps} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${Math.max(0, eta).toFixed(0)} s`
         + (r.eval ? ` · ELBO ppl ${r.eval.elboPerplexity.toFixed(1)}` : '');
       if (r.sample !== undefined) addSample(`step ${r.step}: ${r.sample}`);
     }

@@ -180,6 +180,10 @@ export class DiffusionLM {
   /** MLM logits at `positions` (default: all) of one sequence: `positions.length × vocabSize`, row-major. */
   logits(ids: ArrayLike<number>, positions?: ArrayLike<number>): Promise<Float32Array>;
   export(dtype?: 'f32' | 'f16' | 'q8_0' | 'q4_k' | 'safetensors'): Promise<Uint8Array>;
+  /** The last LoRA fine-tune's adapters as a small GGUF (an `OptionsError` when there are none). */
+  exportAdapters(): Promise<Uint8Array>;
+  /** Merges adapters from `exportAdapters` into this model (a `ModelError` unless trained on it). */
+  loadAdapters(source: string | URL | Uint8Array | ArrayBuffer | Blob, opts?: { signal?: AbortSignal }): Promise<ModelInfo>;
   /** Bytes of the engine's wasm memory (the high-water mark: wasm memory never shrinks). */
   memoryBytes(): Promise<number>;
   dispose(): Promise<void>;
@@ -208,6 +212,8 @@ export interface TrainOptions {
   /** Tokenizer vocabulary for `scratch`. */
   vocab?: number;
   steps?: number;
+  /** A time budget: the run ends after this many seconds or at `steps`, whichever comes first (alone: the schedule spans many steps). */
+  seconds?: number;
   /** What a fine-tune trains: LoRA adapters (default), the top `layers` layers whole, or every weight. */
   method?: 'lora' | 'top' | 'full';
   /** Rank of the LoRA adapters. */
@@ -255,7 +261,7 @@ export interface TrainStep {
 }
 
 export interface TrainStream extends AsyncIterableIterator<TrainStep> {
-  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number }>;
+  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number; steps: number; seconds: number | null }>;
 }
 
 export interface DiffusionLM {

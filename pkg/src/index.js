@@ -254,6 +254,37 @@ export class DiffusionLM {
     }
   }
 
+  /**
+   * The LoRA adapters of the last fine-tune (or of `loadAdapters`) as a small GGUF that
+   * `loadAdapters` merges into the same base model again.
+   */
+  async exportAdapters() {
+    this._alive();
+    const release = await this._lock.acquire();
+    try {
+      return await this._t.call('exportAdapters', []);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Merges adapters saved by `exportAdapters` (URL, path, bytes, Blob or File) into this model,
+   * which then generates with them. Refused with a `ModelError` unless they were trained on
+   * this very model (its weights' checksum is in the file).
+   */
+  async loadAdapters(source, opts = {}) {
+    this._alive();
+    const bytes = await readSource(source, { progress: () => {}, signal: opts.signal, cache: false });
+    const release = await this._lock.acquire();
+    try {
+      this.info = await this._t.call('loadAdapters', [bytes]);
+      return this.info;
+    } finally {
+      release();
+    }
+  }
+
   async dispose() {
     if (this._disposed) return;
     this._disposed = true;
@@ -400,6 +431,9 @@ class TrainStream extends LockedStream {
   _begin() {
     return this._open(async () => {
       const info = await this._lm._t.call('trainBegin', [this._corpus, this._o.request]);
+      // The core resolves how long the run is (a time budget alone: many steps).
+      this._steps = info.steps;
+      this._seconds = info.seconds;
       this._t0 = performance.now();
       return info;
     });
@@ -414,7 +448,7 @@ class TrainStream extends LockedStream {
         await this._close(true);
         throw new AbortError('training was aborted');
       }
-      if (this._step >= o.steps) {
+      if (this._step >= this._steps || this._overTime()) {
         await this._close(true);
         return { done: true, value: undefined };
       }
@@ -425,10 +459,10 @@ class TrainStream extends LockedStream {
       this._step = r.step;
       this._tokens += r.tokens;
       const value = {
-        step: r.step, steps: o.steps, loss: r.loss, objective: r.objective, lr: r.lr, gradNorm: r.gradNorm,
+        step: r.step, steps: this._steps, loss: r.loss, objective: r.objective, lr: r.lr, gradNorm: r.gradNorm,
         ms: r.ms, tokensPerSec: this._tokens / ((performance.now() - this._t0) / 1000),
       };
-      const last = r.step >= o.steps;
+      const last = r.step >= this._steps || this._overTime();
       if (o.evalEvery && (r.step % o.evalEvery === 0 || last)) value.eval = await t.call('trainEvaluate', []);
       if (o.sampleEvery && (r.step % o.sampleEvery === 0 || last) && o.samplePrompt) {
         await t.call('trainAdopt', []);
@@ -440,6 +474,11 @@ class TrainStream extends LockedStream {
       await this._close(false);
       throw toTypedError(e);
     }
+  }
+
+  /** The run's time budget is spent. */
+  _overTime() {
+    return this._seconds != null && (performance.now() - this._t0) / 1000 >= this._seconds;
   }
 
   /**

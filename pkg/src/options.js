@@ -99,7 +99,6 @@ export function trainOptions(specs, opts = {}) {
   if (opts.size !== undefined) request.size = opts.size;
   return {
     request,
-    steps: options.steps ?? specs.training.find((s) => s.name === 'steps').default,
     evalEvery: int(opts, 'evalEvery', 0, 1_000_000) ?? 0,
     sampleEvery: int(opts, 'sampleEvery', 0, 1_000_000) ?? 0,
     samplePrompt: opts.samplePrompt,

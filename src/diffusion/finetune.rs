@@ -4,9 +4,8 @@
 //! inference does, without recording a graph for the backward.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::OnceLock;
 
-use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::trainer::TrainOptions;
@@ -14,6 +13,7 @@ use crate::backend::cpu::Adapter;
 use crate::choice_enum;
 use crate::error::{Error, Result};
 use crate::model::encoder::Names;
+use crate::model::adapters::{self, Adapters, Pair};
 use crate::model::forward::LAYER_LINEARS;
 use crate::model::weights::Stored;
 use crate::model::{Encoder, Model, ModelConfig, WeightStore};
@@ -43,6 +43,8 @@ pub struct Frozen {
     pub from: usize,
     /// `(weight name, layer, slot in Layer::linears_mut)` of every linear with an adapter.
     adapted: Vec<(String, usize, usize)>,
+    /// The base's checksum, recorded in saved adapters (made on first use).
+    checksum: OnceLock<String>,
 }
 
 /// Checks `rank` and `layers` against the model a fine-tune would train.
@@ -113,7 +115,7 @@ pub fn prepare(model: &Model, o: &TrainOptions) -> Result<(Encoder, Vec<(String,
             }
         }
     }
-    Ok((encoder, vars, Frozen { base: model.store.clone(), from, adapted }))
+    Ok((encoder, vars, Frozen { base: model.store.clone(), from, adapted, checksum: OnceLock::new() }))
 }
 
 impl Frozen {
@@ -147,12 +149,31 @@ impl Frozen {
     pub fn store(&self, encoder: &Encoder, vars: &[(String, Var)]) -> Result<WeightStore> {
         let mut store = self.base.clone();
         for (n, t) in self.updated(encoder, vars)? {
-            let stored = match self.base.get(&n) {
-                Some(Stored::Quant(q)) => Stored::Quant(Arc::new(QTensor::quantize(&t, q.dtype())?)),
-                _ => Stored::Dense(t),
-            };
-            store.insert(n, stored);
+            store.insert_like(&n, t)?;
         }
         Ok(store)
+    }
+
+    /// The adapters as they are now, to save apart from the base model; `None` unless the
+    /// method is LoRA.
+    pub fn adapters(&self, encoder: &Encoder, base_name: &str) -> Result<Option<Adapters>> {
+        if self.adapted.is_empty() {
+            return Ok(None);
+        }
+        let mut pairs = Vec::with_capacity(self.adapted.len());
+        let mut scale = LORA_ALPHA_PER_RANK;
+        for (name, i, slot) in &self.adapted {
+            let a = encoder.weights.layers[*i].linears()[*slot].adapter.as_ref().expect("adapted linears carry an adapter");
+            scale = a.scale;
+            pairs.push(Pair { weight: name.clone(), a: a.a.copy()?, b: a.b.copy()? });
+        }
+        let base = match self.checksum.get() {
+            Some(c) => c.clone(),
+            None => {
+                let c = adapters::checksum(&self.base)?;
+                self.checksum.get_or_init(|| c).clone()
+            }
+        };
+        Ok(Some(Adapters { base, base_name: base_name.to_string(), scale, pairs }))
     }
 }

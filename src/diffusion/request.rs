@@ -104,7 +104,8 @@ fn default_size() -> String {
 impl TrainRequest {
     pub fn into_trainer(self, model: &Model, corpus: &str) -> Result<Trainer> {
         let docs = split_documents(corpus);
-        let options = TrainOptions::from_value(self.options, "training options")?;
+        let given_steps = self.options.get("steps").is_some_and(|v| !v.is_null());
+        let options = TrainOptions::from_value(self.options, "training options")?.budgeted(given_steps);
         match self.mode.as_str() {
             "finetune" => Trainer::new(model, &docs, options),
             "scratch" => {

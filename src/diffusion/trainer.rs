@@ -49,6 +49,10 @@ pub const FINETUNE_LR: f64 = 1e-4;
 pub const LORA_LR: f64 = 1e-3;
 pub const SCRATCH_LR: f64 = 2e-3;
 
+/// Steps and warm-up of a run given only a time budget ([`TrainOptions::budgeted`]).
+pub const BUDGET_STEPS: usize = 100_000;
+pub const BUDGET_WARMUP: usize = 30;
+
 /// The learning rate a run gets when none is given.
 pub fn default_lr(scratch: bool, method: Method) -> f64 {
     match method {
@@ -82,6 +86,9 @@ options! {
         warmup: Option<usize> = None, Kind::int(0, 1_000_000);
         /// Optimizer steps; the learning-rate schedule spans them.
         steps: usize = 200, Kind::int(1, 100_000_000);
+        /// A time budget: the run ends after this many seconds of training, or at `steps`,
+        /// whichever comes first (the learning-rate schedule still spans `steps`).
+        seconds: Option<f64> = None, Kind::real(gt(0.0), le(f64::INFINITY));
         /// How the learning rate falls after the warm-up.
         decay: Decay = Decay::Cosine, Kind::choice(Decay::NAMES);
         /// The learning rate decays to lr × minLrRatio.
@@ -119,6 +126,17 @@ impl TrainOptions {
             return Err(Error::options(format!("seqLen must be in [4, {max_len}] for this model, got {}", self.seq_len)));
         }
         Ok(())
+    }
+
+    /// A time budget given without `steps`: the schedule spans [`BUDGET_STEPS`] (with
+    /// [`BUDGET_WARMUP`] steps of warm-up unless `warmup` is given), so the learning rate stays
+    /// near its peak until the time runs out.
+    pub fn budgeted(mut self, given_steps: bool) -> Self {
+        if self.seconds.is_some() && !given_steps {
+            self.steps = BUDGET_STEPS;
+            self.warmup.get_or_insert(BUDGET_WARMUP);
+        }
+        self
     }
 
     /// The learning rate and warm-up filled in where they were left to the mode and method.
@@ -483,6 +501,15 @@ impl Trainer {
         Model::from_parts(&self.name, self.config.clone(), store, self.codec.json())
     }
 
+    /// The LoRA adapters as they are now, to save apart from the base model (`None` for
+    /// another method).
+    pub fn adapters(&self) -> Result<Option<crate::model::adapters::Adapters>> {
+        match &self.frozen {
+            Some(f) => f.adapters(&self.encoder, &self.name),
+            None => Ok(None),
+        }
+    }
+
     /// `model.safetensors` bytes (Hugging Face layout; the decoder is tied, not stored).
     pub fn safetensors_bytes(&self) -> Result<Vec<u8>> {
         crate::model::weights::serialize(&self.tensors()?)
@@ -708,6 +735,34 @@ mod tests {
         let err = diff(&adapted, &merged_logits);
         assert!(moved > 10.0 * err, "training moved the logits ({moved}) more than merging does ({err})");
         assert!(err <= 2.0 * quantizing, "merged vs base + adapters: {err}; quantizing to q8_0 alone: {quantizing}");
+    }
+
+    /// Adapters saved apart load onto their base model and give exactly the merged model a
+    /// run's snapshot is; a `top` run has none.
+    #[test]
+    fn saved_adapters_merge_into_their_base_model_only() {
+        use crate::model::adapters::Adapters;
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        fixture().write_gguf(&mut bytes, WeightDtype::Q8_0).unwrap();
+        let model = Model::from_gguf_bytes(bytes.get_ref()).unwrap();
+        let o = TrainOptions { lr: Some(2e-2), warmup: Some(1), ..lora(4, Some(1)) };
+        let mut t = Trainer::new(&model, &docs(), o).unwrap();
+        for _ in 0..3 {
+            t.step().unwrap();
+        }
+        let file = t.adapters().unwrap().expect("LoRA has adapters").to_gguf().unwrap();
+        let read = Adapters::from_gguf(&file).unwrap();
+        assert_eq!(read.pairs.len(), 6, "one per linear of the one trained layer");
+        let merged = read.merge_into(&model).unwrap();
+        let (ids, pos) = ([0u32, 5, 6, 7, 8, 2], [1usize, 2, 3, 4]);
+        assert_eq!(merged.logits_at(&ids, &pos).unwrap(), t.snapshot().unwrap().logits_at(&ids, &pos).unwrap());
+        assert_ne!(merged.logits_at(&ids, &pos).unwrap(), model.logits_at(&ids, &pos).unwrap());
+        let e = read.merge_into(&fixture()).err().expect("another base is refused").to_string();
+        assert!(e.contains("trained on another base model"), "{e}");
+        let e = read.merge_into(&merged).err().expect("the merged model is another base").to_string();
+        assert!(e.contains("trained on another base model"), "{e}");
+        let top = TrainOptions { method: Method::Top, ..lora(4, Some(1)) };
+        assert!(Trainer::new(&model, &docs(), top).unwrap().adapters().unwrap().is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The model: configuration, weights, the encoder + MLM head, and the tokenizer, loaded from
 //! a Hugging Face folder or from our single-file GGUF.
 
+pub mod adapters;
 pub mod bpe;
 pub mod config;
 pub mod encoder;

@@ -106,6 +106,17 @@ impl WeightStore {
         }
     }
 
+    /// Replaces `name` with `t`, stored as the entry it replaces was (a q8_0 weight is
+    /// quantized to q8_0 again; a plain one, or a new name, stays f32).
+    pub fn insert_like(&mut self, name: &str, t: Tensor) -> Result<()> {
+        let stored = match self.tensors.get(name) {
+            Some(Stored::Quant(q)) => Stored::Quant(Arc::new(QTensor::quantize(&t, q.dtype())?)),
+            _ => Stored::Dense(t),
+        };
+        self.tensors.insert(name.to_string(), stored);
+        Ok(())
+    }
+
     /// A tensor as f32, whatever its shape (dequantized if stored quantized).
     pub fn f32_of(&self, name: &str) -> Result<Tensor> {
         match self.tensors.get(name) {

@@ -151,6 +151,10 @@ struct TrainStart {
     held_out: bool,
     /// The trainer's estimate of the run's memory (it refuses runs over the wasm budget).
     estimated_bytes: u64,
+    /// Steps the run is for (its options resolved: a time budget alone makes them many).
+    steps: usize,
+    /// The time budget, if any (seconds).
+    seconds: Option<f64>,
 }
 
 #[wasm_bindgen]
@@ -160,6 +164,8 @@ pub struct Engine {
     /// How many generations were begun or cancelled: the id of the current one.
     begun: std::rc::Rc<std::cell::Cell<u64>>,
     trainer: Option<Trainer>,
+    /// The adapters the model was last fine-tuned with or given (`exportAdapters`).
+    adapters: Option<crate::model::adapters::Adapters>,
     /// The model's weights on the GPU, when WebGPU is in use. An `Rc` so a pending
     /// readback (a JS promise) can hold it while JS keeps calling in.
     #[cfg(feature = "webgpu")]
@@ -192,6 +198,7 @@ impl Engine {
             generation: Slot::default(),
             begun: Default::default(),
             trainer: None,
+            adapters: None,
             #[cfg(feature = "webgpu")]
             gpu: None,
         })
@@ -363,6 +370,8 @@ impl Engine {
             valid_tokens: c.valid.len(),
             held_out: c.held_out,
             estimated_bytes: crate::diffusion::trainer::estimate_bytes(&trainer.config, &trainer.options),
+            steps: trainer.options.steps,
+            seconds: trainer.options.seconds,
         };
         self.trainer = Some(trainer);
         to_js(&out)
@@ -386,9 +395,34 @@ impl Engine {
     #[wasm_bindgen(js_name = trainAdopt)]
     pub fn train_adopt(&mut self) -> Result<JsValue, JsValue> {
         let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
-        let model = std::rc::Rc::new(t.snapshot().map_err(js_err)?);
+        let model = t.snapshot().map_err(js_err)?;
+        let adapters = t.adapters().map_err(js_err)?;
+        self.adopt(model, adapters)
+    }
+
+    /// The LoRA adapters of the last fine-tune (or loaded with `loadAdapters`) as a small GGUF
+    /// that loads on top of the model they were trained on.
+    #[wasm_bindgen(js_name = exportAdapters)]
+    pub fn export_adapters(&self) -> Result<Vec<u8>, JsValue> {
+        let a = self.adapters.as_ref().ok_or_else(|| {
+            js_err(Error::options("exportAdapters: this model has no trained adapters (fine-tune it with method 'lora' first)"))
+        })?;
+        a.to_gguf().map_err(js_err)
+    }
+
+    /// Merges an adapters file into the model it was trained on; returns the new model's info.
+    #[wasm_bindgen(js_name = loadAdapters)]
+    pub fn load_adapters(&mut self, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let adapters = crate::model::adapters::Adapters::from_gguf(bytes).map_err(js_err)?;
+        let model = adapters.merge_into(&self.model).map_err(js_err)?;
+        self.adopt(model, Some(adapters))
+    }
+
+    /// Makes `model` the one that generates.
+    fn adopt(&mut self, model: Model, adapters: Option<crate::model::adapters::Adapters>) -> Result<JsValue, JsValue> {
         self.cancel();
-        self.model = model;
+        self.model = std::rc::Rc::new(model);
+        self.adapters = adapters;
         // The GPU copy of the weights follows the trained model (re-uploaded on the same device).
         #[cfg(feature = "webgpu")]
         if let Some(rc) = self.gpu.take() {

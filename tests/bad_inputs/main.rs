@@ -8,6 +8,9 @@ use std::process::Command;
 use serde_json::{Map, Value};
 use unmask::diffusion::request::{from_json, GenerateRequest, TrainRequest};
 use unmask::model::gguf::WeightDtype;
+use unmask::diffusion::corpus::split_documents;
+use unmask::diffusion::{TrainOptions, Trainer};
+use unmask::model::adapters::Adapters;
 use unmask::Model;
 
 const HF: &str = "roberta-prelayernorm";
@@ -144,6 +147,21 @@ fn rust_case(case: &Value, model: &Model, gguf: &[u8]) -> Option<unmask::Result<
         return Some(from_json::<TrainRequest>(&json, "training request").and_then(|r| {
             r.into_trainer(model, t["corpus"].as_str().unwrap())?.step().map(|_| ())
         }));
+    }
+    if let Some(a) = case.get("adapters") {
+        return Some(match a["op"].as_str().unwrap() {
+            "modelFile" => Adapters::from_gguf(gguf).map(|_| ()),
+            // Fine-tuned on the f32 checkpoint, merged into its q8_0 conversion.
+            "wrongBase" => (|| {
+                let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/www/sample-corpus.txt")).unwrap();
+                let opts = TrainOptions { seq_len: 16, batch_size: 2, ..Default::default() };
+                let mut t = Trainer::new(model, &split_documents(&corpus), opts)?;
+                t.step()?;
+                let adapters = t.adapters()?.expect("a LoRA fine-tune has adapters");
+                Adapters::from_gguf(&adapters.to_gguf()?)?.merge_into(&Model::from_gguf_bytes(gguf)?).map(|_| ())
+            })(),
+            op => panic!("unknown adapters op {op}"),
+        });
     }
     None
 }

@@ -54,6 +54,22 @@ async function run(lm, c) {
     if (template !== undefined) return drain(lm.infill(template, { ...options, pins }));
     return drain(lm.edit(canvas, remask ?? [], options));
   }
+  if (c.adapters) {
+    switch (c.adapters.op) {
+      case 'noTraining': return lm.exportAdapters();
+      case 'modelFile': return lm.loadAdapters(gguf);
+      case 'wrongBase': {
+        const other = await DiffusionLM.load(new Uint8Array(await readFile(here('../../target/models/fixture-f32.gguf'))));
+        try {
+          await drain(other.train(await readFile(here('../../www/sample-corpus.txt'), 'utf8'), { mode: 'finetune', steps: 1, seqLen: 16, batchSize: 2 }));
+          return await lm.loadAdapters(await other.exportAdapters());
+        } finally {
+          await other.dispose();
+        }
+      }
+      default: throw new Error(`unknown op ${c.adapters.op}`);
+    }
+  }
   const { mode, size, options = {} } = c.train.request;
   return drain(lm.train(c.train.corpus, { mode, size, ...options, steps: 1, adopt: false }));
 }

@@ -201,6 +201,33 @@ test('train streams steps; the trained model then generates; bad corpora are typ
   await m.dispose();
 });
 
+test('a LoRA fine-tune saves adapters that load onto the same base, and a time budget ends a run', async () => {
+  const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
+  const tuned = await DiffusionLM.load(bytes);
+  const run = tuned.train(corpus, { mode: 'finetune', steps: 4, seqLen: 32, batchSize: 4, lr: 2e-2, warmup: 1, rank: 4 });
+  const info = await run.start;
+  assert.equal(info.steps, 4);
+  assert.ok(info.parameters < 0.2 * lm.info.parameters, `${info.parameters} trained parameters: adapters only`);
+  for await (const _ of run) { /* train */ }
+  const adapters = await tuned.exportAdapters();
+  assert.ok(adapters.byteLength < 0.5 * bytes.byteLength, `${adapters.byteLength} bytes of adapters`);
+  const fresh = await DiffusionLM.load(bytes);
+  await fresh.loadAdapters(adapters);
+  const after = await fresh.generateText('Call me', { length: 8, steps: 4, seed: 3 });
+  assert.equal(after, await tuned.generateText('Call me', { length: 8, steps: 4, seed: 3 }), 'base + adapters = the fine-tuned model');
+  assert.deepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), await tuned.logits([0, 5, 6, 7, 2], [2]));
+  assert.notDeepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), await lm.logits([0, 5, 6, 7, 2], [2]));
+  // A time budget alone: many steps scheduled, the run ends on time.
+  const budget = fresh.train(corpus, { mode: 'finetune', seconds: 0.5, seqLen: 32, batchSize: 2, adopt: false });
+  assert.ok((await budget.start).steps > 1000);
+  const t0 = performance.now();
+  let n = 0;
+  for await (const _ of budget) n++;
+  assert.ok(n >= 1 && performance.now() - t0 < 5000, `${n} steps in ${performance.now() - t0} ms`);
+  await tuned.dispose();
+  await fresh.dispose();
+});
+
 test('wasm logits match transformers on the fixture (f32 file, our SIMD128 GEMM)', async () => {
   // expected.safetensors (tests/fixtures/make_fixtures.py): input_ids i64 [B, T], logits f32 [B, T, V].
   const buf = await readFile(fileURLToPath(new URL('../fixtures/roberta-prelayernorm/expected.safetensors', import.meta.url)));

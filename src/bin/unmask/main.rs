@@ -139,10 +139,6 @@ struct TrainArgs {
     /// Checkpoint folder (Hugging Face layout + trainer state).
     #[arg(short, long)]
     out: PathBuf,
-    /// A time budget instead of a number of steps (the learning-rate schedule then spans
-    /// 100,000 steps, with 30 of warm-up, unless --steps or --warmup say otherwise).
-    #[arg(long)]
-    minutes: Option<f64>,
     #[command(flatten)]
     training: Flags<TrainOptions>,
     /// Evaluate and save a checkpoint every this many steps (0: only at the end).
@@ -345,20 +341,12 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     use unmask::diffusion::Trainer;
     let docs = read_documents(&a.corpus)?;
     let given_steps = a.training.has("steps");
-    if !given_steps && a.minutes.is_none() {
-        return Err(Error::options("give --steps or --minutes"));
+    if !given_steps && !a.training.has("seconds") {
+        return Err(Error::options("give --steps or --seconds"));
     }
-    if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
-        return Err(Error::options(format!("--minutes must be a positive number, got {}", a.minutes.unwrap_or_default())));
-    }
-    let mut opts = a.training.parse()?;
+    let opts = a.training.parse()?.budgeted(given_steps);
     let steps = given_steps.then_some(opts.steps);
-    if !given_steps {
-        opts.steps = 100_000;
-        if !a.training.has("warmup") {
-            opts.warmup = Some(30);
-        }
-    }
+    let budget = opts.seconds;
     let mut trainer = if a.resume {
         Trainer::resume(&a.out, &docs)?
     } else if let Some(size) = &a.from_scratch {
@@ -394,7 +382,7 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     let mut tokens = 0usize;
     // Single-batch losses scatter; the summary reports the mean of the last ten steps.
     let mut recent: std::collections::VecDeque<f32> = Default::default();
-    let deadline = a.minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0));
+    let deadline = budget.map(std::time::Duration::from_secs_f64);
     loop {
         if target.is_some_and(|t| trainer.step >= t) || deadline.is_some_and(|d| t0.elapsed() >= d) {
             break;
