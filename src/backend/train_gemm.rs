@@ -9,10 +9,10 @@
 //! O(m·n·k). The weight's gradient is skipped when the weight is frozen, and
 //! the input's when nothing below it trains.
 
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::train_rows::with_data;
-use super::{gemm, par};
+use super::train_rows::{column_sums, with_data};
+use super::{gemm, par, simd};
 
 struct MatmulT;
 
@@ -74,6 +74,95 @@ pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, MatmulT)
 }
 
+/// A linear layer and the cross-entropy of its rows against targets, as one op: the
+/// `[rows × vocab]` logits live in one buffer, which the forward turns into the softmax and the
+/// backward into the logits' gradient, instead of logits, biased logits, their gradient and the
+/// softmax's each in a tensor of their own (an MLM head over a large vocabulary: most of a
+/// training step's memory).
+struct LinearCrossEntropy {
+    targets: Vec<u32>,
+    /// The forward's softmax, for the backward (taken by it).
+    probs: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+/// Rows per task of the softmax.
+const CE_ROWS: usize = 8;
+
+impl CustomOp3 for LinearCrossEntropy {
+    fn name(&self) -> &'static str {
+        "unmask-linear-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, rows, k) = operand(s1, l1, "x")?;
+        let (w, n, kw) = operand(s2, l2, "w")?;
+        let CpuStorage::F32(b) = s3 else { bail!("linear_cross_entropy: bias is not f32") };
+        let Some((b0, b1)) = l3.contiguous_offsets() else { bail!("linear_cross_entropy: bias is not contiguous") };
+        let b = &b[b0..b1];
+        if k != kw || b.len() != n || rows != self.targets.len() || self.targets.iter().any(|&t| t as usize >= n) {
+            bail!("linear_cross_entropy: x {rows}×{k}, w {n}×{kw}, bias {}, {} targets (all below {n})", b.len(), self.targets.len());
+        }
+        // SAFETY: matmul_t writes all rows × n outputs.
+        let mut p = unsafe { par::written(rows * n, |o| Ok::<_, candle_core::Error>(gemm::matmul_t(x, w, Some(b), rows, k, n, o))) }?;
+        let mut ce = vec![0f32; rows];
+        let (probs, losses) = (par::Out::new(&mut p), par::Out::new(&mut ce));
+        par::for_each(rows.div_ceil(CE_ROWS), |task| {
+            for r in task * CE_ROWS..((task + 1) * CE_ROWS).min(rows) {
+                // SAFETY: row r belongs to this task alone.
+                let row = unsafe { probs.slice(r * n, n) };
+                let (target, max) = (row[self.targets[r] as usize], row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                let sum = simd::exp_shifted_row(row);
+                losses.set(r, max + sum.ln() - target);
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        });
+        *self.probs.lock().expect("not poisoned") = Some(p);
+        Ok((CpuStorage::F32(ce), Shape::from(rows)))
+    }
+
+    /// With `G = g · (softmax − one-hot)`: `dx = G · w`, `dw = Gᵀ · x`, `db = Σ_rows G`, each
+    /// only for an input that trains or passes gradients on.
+    #[allow(clippy::type_complexity)]
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _ce: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let ((rows, k), n) = (x.dims2()?, w.dim(0)?);
+        let Some(mut grad) = self.probs.lock().expect("not poisoned").take() else {
+            bail!("linear_cross_entropy: a second backward through the same forward")
+        };
+        let gs = g.to_vec1::<f32>()?;
+        let out = par::Out::new(&mut grad);
+        par::for_each(rows.div_ceil(CE_ROWS), |task| {
+            for r in task * CE_ROWS..((task + 1) * CE_ROWS).min(rows) {
+                // SAFETY: row r belongs to this task alone.
+                let row = unsafe { out.slice(r * n, n) };
+                row.iter_mut().for_each(|v| *v *= gs[r]);
+                row[self.targets[r] as usize] -= gs[r];
+            }
+        });
+        let dev = x.device();
+        let dx = match x.track_op() {
+            true => Some(Tensor::from_vec(with_data(w, |ws| product_t(&grad, &transposed(ws, n, k)?, rows, n, k))??, (rows, k), dev)?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(Tensor::from_vec(with_data(x, |xs| product_t(&transposed(&grad, rows, n)?, &transposed(xs, rows, k)?, n, rows, k))??, (n, k), dev)?),
+            false => None,
+        };
+        let db = match b.track_op() {
+            true => Some(Tensor::from_vec(column_sums(rows, n, |r, j| grad[r * n + j]), n, dev)?),
+            false => None,
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+/// Cross-entropy `[rows]` of the rows of `x · wᵀ + b` (`x [rows × k]`, `w [n × k]`) against
+/// `targets`, with gradients for `x`, `w` and `b`.
+pub fn linear_cross_entropy(x: &Tensor, w: &Tensor, b: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+    let op = LinearCrossEntropy { targets: targets.to_vec(), probs: Default::default() };
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +188,36 @@ mod tests {
         let (go, gt) = (loss(ours).backward().unwrap(), loss(theirs).backward().unwrap());
         close(go.get(&a).unwrap(), gt.get(&a).unwrap(), "da");
         close(go.get(&b).unwrap(), gt.get(&b).unwrap(), "db");
+    }
+
+    /// The fused head equals matmul + bias + cross-entropy written from candle's basic ops,
+    /// forward and every gradient, under a loss that weights each row differently.
+    #[test]
+    fn linear_cross_entropy_matches_candles_ops() {
+        let dev = Device::Cpu;
+        let (rows, k, n) = (19, 24, 70);
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (rows, k), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, n, &dev).unwrap()).unwrap();
+        let targets: Vec<u32> = (0..rows as u32).map(|r| r * 11 % n as u32).collect();
+        let weights = Tensor::randn(0f32, 1.0, rows, &dev).unwrap();
+        let ours = linear_cross_entropy(&x, &w, &b, &targets).unwrap();
+        let logits = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
+        let logp = candle_nn::ops::log_softmax(&logits, 1).unwrap();
+        let idx = Tensor::new(targets.as_slice(), &dev).unwrap().unsqueeze(1).unwrap();
+        let theirs = logp.gather(&idx, 1).unwrap().squeeze(1).unwrap().neg().unwrap();
+        let close = |p: &Tensor, q: &Tensor, what: &str| {
+            let d = (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = q.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            assert!(d < 1e-4 * scale, "{what}: max difference {d} (scale {scale})");
+        };
+        close(&ours, &theirs, "cross-entropy");
+        let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
+        let (go, gt) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
+        for (v, what) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+            close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
+        }
+        assert!(linear_cross_entropy(&x, &w, &b, &[n as u32; 19]).is_err(), "a target outside the vocabulary");
     }
 
     #[test]

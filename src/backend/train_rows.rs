@@ -1,4 +1,4 @@
-//! Training's row-wise ops (layer norm, bias, GELU, softmax, cross-entropy) as differentiable candle ops
+//! Training's row-wise ops (layer norm, bias, GELU, softmax) as differentiable candle ops
 //! whose forward and backward passes split rows across the thread pool ([`super::par`]).
 //!
 //! Why: written from candle's basic ops (its fused layer norm and softmax record no backward
@@ -49,7 +49,7 @@ fn map_rows(rows: usize, w: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) 
 
 /// Column sums of `f(r, j)` over all rows, split by columns (each sum runs over the rows in
 /// order, whatever the thread count).
-fn column_sums(rows: usize, w: usize, f: impl Fn(usize, usize) -> f32 + Sync + Send) -> Vec<f32> {
+pub(super) fn column_sums(rows: usize, w: usize, f: impl Fn(usize, usize) -> f32 + Sync + Send) -> Vec<f32> {
     const COLS: usize = 32;
     let mut sums = vec![0f32; w];
     let out = Out::new(&mut sums);
@@ -272,60 +272,6 @@ impl CustomOp1 for Softmax {
     }
 }
 
-/// Cross-entropy of each row of `[rows × vocab]` logits against its target id: `[rows]`.
-/// One op instead of log-softmax then gather, whose backward wrote a dense `[rows × vocab]`
-/// gradient of zeros and scattered into it.
-struct CrossEntropy {
-    targets: Vec<u32>,
-}
-
-impl CrossEntropy {
-    /// Row `r`'s max and log-sum-exp, after checking its target.
-    fn lse(&self, row: &[f32]) -> f32 {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln()
-    }
-}
-
-impl CustomOp1 for CrossEntropy {
-    fn name(&self) -> &'static str {
-        "unmask-cross-entropy"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = data(s, l, self.name())?;
-        let (rows, w) = l.shape().dims2()?;
-        if rows != self.targets.len() || self.targets.iter().any(|&t| t as usize >= w) {
-            bail!("cross_entropy: {} targets (all below {w}) for {rows} rows", self.targets.len());
-        }
-        let ce = map_rows(rows, 1, |r, out| {
-            let row = &x[r * w..(r + 1) * w];
-            out[0] = self.lse(row) - row[self.targets[r] as usize];
-        })?;
-        Ok((CpuStorage::F32(ce), Shape::from(rows)))
-    }
-
-    /// dx = g · (softmax(x) − one-hot(target)).
-    fn bwd(&self, x: &Tensor, _ce: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (rows, w) = x.dims2()?;
-        let gs = g.to_vec1::<f32>()?;
-        let dx = with_data(x, |xs| {
-            map_rows(rows, w, |r, out| {
-                let row = &xs[r * w..(r + 1) * w];
-                let lse = self.lse(row);
-                out.iter_mut().zip(row).for_each(|(o, v)| *o = gs[r] * (v - lse).exp());
-                out[self.targets[r] as usize] -= gs[r];
-            })
-        })??;
-        Ok(Some(Tensor::from_vec(dx, x.shape(), x.device())?))
-    }
-}
-
-/// Cross-entropy of each row of `[rows × vocab]` logits against `targets`: `[rows]`.
-pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
-    logits.contiguous()?.apply_op1(CrossEntropy { targets: targets.to_vec() })
-}
-
 /// Softmax over the last dimension.
 pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Softmax)
@@ -387,23 +333,6 @@ mod tests {
         close(&ours, &basic, "softmax");
         let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
         close(go.get(t).unwrap(), gb.get(t).unwrap(), "softmax gradient");
-    }
-
-    #[test]
-    fn cross_entropy_matches_log_softmax_and_gather() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 3.0, (21, 40), &dev).unwrap()).unwrap();
-        let targets: Vec<u32> = (0..21).map(|r| (r * 7 % 40) as u32).collect();
-        let weights = Tensor::randn(0f32, 1.0, 21, &dev).unwrap();
-        let t = x.as_tensor();
-        let tgt = Tensor::from_slice(&targets, (21, 1), &dev).unwrap();
-        let basic = basic_log_softmax(t).gather(&tgt, 1).unwrap().squeeze(1).unwrap().neg().unwrap();
-        let ours = cross_entropy(t, &targets).unwrap();
-        close(&ours, &basic, "cross-entropy");
-        let loss = |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap();
-        let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
-        close(go.get(t).unwrap(), gb.get(t).unwrap(), "cross-entropy gradient");
-        assert!(cross_entropy(t, &[40; 21]).is_err(), "a target outside the vocabulary");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
-use crate::backend::train_rows;
 use crate::error::{Error, Result};
 use crate::model::Encoder;
 
@@ -168,13 +167,12 @@ pub fn mask_batch(
 
 /// Loss terms of a batch: `(weighted sum of CE, plain sum of CE, masked count)`, as tensors
 /// so the first can be differentiated.
-/// Layers below `from` are frozen (see [`Encoder::train_logits`]).
+/// Layers below `from` are frozen (see [`Encoder::train_loss`]).
 pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch, from: usize) -> Result<(Tensor, Tensor, usize)> {
     let dev = Device::Cpu;
     let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.seq), &dev)?;
     let pos = Tensor::from_slice(&batch.positions, batch.positions.len(), &dev)?;
-    let logits = encoder.train_logits(&ids, &pos, from)?;
-    let ce = train_rows::cross_entropy(&logits, &batch.targets)?;
+    let ce = encoder.train_loss(&ids, &pos, &batch.targets, from)?;
     let w = Tensor::from_slice(&batch.weights, batch.weights.len(), &dev)?;
     Ok(((&ce * &w)?.sum_all()?, ce.sum_all()?, batch.targets.len()))
 }

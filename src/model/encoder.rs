@@ -241,10 +241,11 @@ impl Encoder {
         forward::head(ops, &self.weights, &self.wiring, &x)
     }
 
-    /// Training logits `[rows, vocab]` of the rows `rows` (u32) of the batch `ids` `[batch,
-    /// seq]` flattened to `[batch × seq]` rows, with gradients. Layers below `from` are frozen:
-    /// they run as inference does, without recording a graph.
-    pub fn train_logits(&self, ids: &Tensor, rows: &Tensor, from: usize) -> Result<Tensor> {
+    /// Training's cross-entropy `[rows]` of the rows `rows` (u32) of the batch `ids` `[batch,
+    /// seq]` (flattened to `[batch × seq]` rows) against `targets`, with gradients; the decoder
+    /// and the loss are one op, so the `[rows × vocab]` logits never become tensors. Layers
+    /// below `from` are frozen: they run as inference does, without recording a graph.
+    pub fn train_loss(&self, ids: &Tensor, rows: &Tensor, targets: &[u32], from: usize) -> Result<Tensor> {
         let (flat, b) = self.batch_of(ids)?;
         let ops = &mut cpu::Train { kernels: self.kernels };
         let x = match from {
@@ -252,7 +253,10 @@ impl Encoder {
             _ => forward::hidden_from(&mut cpu::Infer { kernels: self.kernels }, ops, &self.weights, &self.wiring, &flat, b, from)?,
         };
         let x = x.reshape(((), self.config.hidden_size))?.index_select(rows, 0)?;
-        forward::head(ops, &self.weights, &self.wiring, &x)
+        let y = forward::head_transform(ops, &self.weights, &self.wiring, &x)?;
+        let d = &self.weights.decoder;
+        let bias = d.bias.as_ref().expect("the decoder has its output bias (checked at load)");
+        Ok(crate::backend::train_gemm::linear_cross_entropy(&y, d.weight()?, bias, targets)?)
     }
 
     /// Logits `[positions.len(), vocab]` for selected positions of one sequence.

@@ -196,7 +196,12 @@ fn ffn<B: Ops>(ops: &mut B, l: &Layer<B::Linear, B::Norm>, wiring: &Wiring, x: &
 /// MLM logits for hidden states. Generation calls this only on the masked positions: the
 /// head is the model's largest matmul.
 pub fn head<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, x: &B::X) -> Result<B::X> {
-    let y = ops.linear(&w.head_dense, x, Some(wiring.head_act))?;
-    let y = ops.add_norm(&w.head_norm, &y, None)?;
+    let y = head_transform(ops, w, wiring, x)?;
     ops.linear(&w.decoder, &y, None)
+}
+
+/// The head up to its decoder (training fuses the decoder with the loss).
+pub fn head_transform<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, x: &B::X) -> Result<B::X> {
+    let y = ops.linear(&w.head_dense, x, Some(wiring.head_act))?;
+    ops.add_norm(&w.head_norm, &y, None)
 }
