@@ -227,19 +227,22 @@ impl Ops for Train {
     /// A frozen weight goes through our GEMM on every platform: its backward then skips the
     /// weight's gradient, which candle's matmul computes whether or not anything needs it.
     fn linear(&mut self, l: &Linear, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        let y = if self.kernels.own_gemm || !l.weight()?.track_op() {
-            let (n, k) = l.dims;
-            let mut dims = x.dims().to_vec();
-            *dims.last_mut().expect("x has a last dimension") = n;
-            let y = super::train_gemm::matmul_t(&x.reshape(((), k))?, l.weight()?)?.reshape(dims)?;
-            match &l.bias {
-                Some(b) => super::train_rows::add_bias(&y, b)?,
-                None => y,
+        let (n, k) = l.dims;
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("x has a last dimension") = n;
+        let frozen = !l.weight()?.track_op();
+        let y = match &l.adapter {
+            Some(a) if frozen => super::train_gemm::lora_linear(&x.reshape(((), k))?, l.weight()?, l.bias.as_ref(), &a.a, &a.b, a.scale)?.reshape(dims)?,
+            _ if self.kernels.own_gemm || frozen => {
+                let y = super::train_gemm::matmul_t(&x.reshape(((), k))?, l.weight()?)?.reshape(dims)?;
+                let y = match &l.bias {
+                    Some(b) => super::train_rows::add_bias(&y, b)?,
+                    None => y,
+                };
+                adapted(l, x, y)?
             }
-        } else {
-            candle_linear(x, l)?
+            _ => adapted(l, x, candle_linear(x, l)?)?,
         };
-        let y = adapted(l, x, y)?;
         Ok(match act {
             None => y,
             // Ours, not candle's fused `gelu` (~1e-3 from `transformers`' gelu_new).

@@ -74,6 +74,97 @@ pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, MatmulT)
 }
 
+/// A frozen linear with a trained low-rank update (LoRA), `y = x · Wᵀ + b + s · (x · Aᵀ) · Bᵀ`,
+/// as one op of `x [m × in]`, `A [r × in]` and `B [out × r]`: the update is added into the
+/// linear's output buffer rather than kept as two more `[m × out]` tensors for the backward.
+/// `W` and `b` get no gradient.
+struct LoraLinear {
+    w: Tensor,
+    bias: Option<Tensor>,
+    scale: f32,
+}
+
+impl LoraLinear {
+    /// `s · x · Aᵀ`, `[m × r]`.
+    fn low(&self, x: &[f32], a: &[f32], m: usize, k: usize, r: usize) -> candle_core::Result<Vec<f32>> {
+        let mut low = product_t(x, a, m, k, r)?;
+        low.iter_mut().for_each(|v| *v *= self.scale);
+        Ok(low)
+    }
+}
+
+impl CustomOp3 for LoraLinear {
+    fn name(&self) -> &'static str {
+        "unmask-lora-linear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, m, k) = operand(s1, l1, "x")?;
+        let (a, r, ka) = operand(s2, l2, "a")?;
+        let (b, n, rb) = operand(s3, l3, "b")?;
+        let (wn, wk) = self.w.dims2()?;
+        if (ka, rb, wn, wk) != (k, r, n, k) {
+            bail!("lora_linear: x {m}×{k}, A {r}×{ka}, B {n}×{rb}, W {wn}×{wk}");
+        }
+        let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
+        let mut y = with_data(&self.w, |w| {
+            // SAFETY: matmul_t writes all m × n outputs.
+            unsafe { par::written(m * n, |o| Ok::<_, candle_core::Error>(gemm::matmul_t(x, w, bias.as_deref(), m, k, n, o))) }
+        })??;
+        let delta = product_t(&self.low(x, a, m, k, r)?, b, m, r, n)?;
+        let out = par::Out::new(&mut y);
+        par::for_each((m * n).div_ceil(1 << 14), |t| {
+            let (lo, hi) = (t << 14, ((t + 1) << 14).min(m * n));
+            // SAFETY: each task adds into its own range.
+            let ys = unsafe { out.slice(lo, hi - lo) };
+            ys.iter_mut().zip(&delta[lo..hi]).for_each(|(y, d)| *y += d);
+        });
+        Ok((CpuStorage::F32(y), Shape::from((m, n))))
+    }
+
+    /// With `gB = g · B`: `dx = g · W + s · gB · A`, `dA = s · gBᵀ · x`, `dB = gᵀ · (s · x · Aᵀ)`.
+    #[allow(clippy::type_complexity)]
+    fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let ((m, k), (r, n)) = (x.dims2()?, (a.dim(0)?, b.dim(0)?));
+        let dev = x.device();
+        let (dx, da, db) = with_data(g, |gs| {
+            with_data(x, |xs| {
+                with_data(a, |as_| {
+                    with_data(b, |bs| -> candle_core::Result<_> {
+                        let gb = product_t(gs, &transposed(bs, n, r)?, m, n, r)?;
+                        let dx = match x.track_op() {
+                            true => {
+                                let mut dx = with_data(&self.w, |ws| product_t(gs, &transposed(ws, n, k)?, m, n, k))??;
+                                let low = product_t(&gb, &transposed(as_, r, k)?, m, r, k)?;
+                                dx.iter_mut().zip(&low).for_each(|(d, l)| *d += self.scale * l);
+                                Some(dx)
+                            }
+                            false => None,
+                        };
+                        let mut da = product_t(&transposed(&gb, m, r)?, &transposed(xs, m, k)?, r, m, k)?;
+                        da.iter_mut().for_each(|v| *v *= self.scale);
+                        let low = self.low(xs, as_, m, k, r)?;
+                        let db = product_t(&transposed(gs, m, n)?, &transposed(&low, m, r)?, n, m, r)?;
+                        Ok((dx, da, db))
+                    })
+                })
+            })
+        })?????;
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, (m, k), dev)).transpose()?,
+            Some(Tensor::from_vec(da, (r, k), dev)?),
+            Some(Tensor::from_vec(db, (n, r), dev)?),
+        ))
+    }
+}
+
+/// `x · Wᵀ + b + scale · (x · Aᵀ) · Bᵀ` for rows `x [m × in]`, a frozen `W [out × in]` and
+/// bias, with gradients for `x`, `A [r × in]` and `B [out × r]`.
+pub fn lora_linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, a: &Tensor, b: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    let op = LoraLinear { w: w.contiguous()?, bias: bias.cloned(), scale: scale as f32 };
+    x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op)
+}
+
 /// A linear layer and the cross-entropy of its rows against targets, as one op: the
 /// `[rows × vocab]` logits live in one buffer, which the forward turns into the softmax and the
 /// backward into the logits' gradient, instead of logits, biased logits, their gradient and the
@@ -218,6 +309,33 @@ mod tests {
             close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
         }
         assert!(linear_cross_entropy(&x, &w, &b, &[n as u32; 19]).is_err(), "a target outside the vocabulary");
+    }
+
+    /// The fused LoRA linear equals the frozen linear plus the low-rank product written from
+    /// candle's ops, forward and the gradients of x, A and B.
+    #[test]
+    fn lora_linear_matches_candles_ops() {
+        let dev = Device::Cpu;
+        let (m, k, n, r) = (37, 24, 45, 3);
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, n, &dev).unwrap();
+        let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (r, k), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, r), &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
+        let ours = lora_linear(&x, &w, Some(&bias), &a, &b, 1.5).unwrap();
+        let low = (x.matmul(&a.t().unwrap()).unwrap() * 1.5).unwrap();
+        let theirs = (x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap() + low.matmul(&b.t().unwrap()).unwrap()).unwrap();
+        let close = |p: &Tensor, q: &Tensor, what: &str| {
+            let d = (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d < 1e-4, "{what}: max difference {d}");
+        };
+        close(&ours, &theirs, "forward");
+        let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
+        let (go, gt) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
+        for (v, what) in [(&x, "dx"), (&a, "dA"), (&b, "dB")] {
+            close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
+        }
     }
 
     #[test]
