@@ -94,6 +94,8 @@ fn mode_defaults_in_the_help_are_the_constants() {
     for lr in [FINETUNE_LR, LORA_LR, SCRATCH_LR] {
         assert!(help.contains(&format!("{lr:e}")), "lr help `{help}` lacks {lr:e}");
     }
+    let layers = &spec(&specs, "layers").help;
+    assert!(layers.contains(&format!("top {}", unmask::diffusion::finetune::DEFAULT_LAYERS)), "layers help `{layers}`");
     let o = TrainOptions { steps: 1000, ..Default::default() };
     assert_eq!(o.clone().resolved(false).lr, Some(LORA_LR), "fine-tuning defaults to LoRA");
     assert_eq!(TrainOptions { method: Method::Top, ..o.clone() }.resolved(false).lr, Some(FINETUNE_LR));

@@ -133,6 +133,7 @@ function applyPreset(options) {
 function showDefaultLr() {
   const scratch = document.querySelector('input[name=mode]:checked').value === 'scratch';
   $('t-lr').placeholder = String(state.lm.options.defaultLr[scratch ? 'scratch' : $('t-method').value]);
+  $('t-layers').placeholder = scratch ? 'all' : String(state.lm.options.defaultLayers);
   $('t-method').disabled = $('t-layers').disabled = scratch;
 }
 

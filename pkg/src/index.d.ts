@@ -60,6 +60,8 @@ export interface OptionSpecs {
   training: OptionSpec[];
   /** The learning rate a run defaults to: from scratch, or fine-tuning by each `method`. */
   defaultLr: { scratch: number; lora: number; top: number; full: number };
+  /** The layers a `lora` or `top` fine-tune trains when `layers` is not given (the top ones). */
+  defaultLayers: number;
   /**
    * Named sampling settings, the defaults first, then the classic recipe (random, 10 steps):
    * every sampling option by name, `null` where it is off.
@@ -218,7 +220,7 @@ export interface TrainOptions {
   method?: 'lora' | 'top' | 'full';
   /** Rank of the LoRA adapters. */
   rank?: number;
-  /** Layers trained by `lora` or `top`, counted from the top; default every layer. */
+  /** Layers trained by `lora` or `top`, counted from the top; default the top 2. */
   layers?: number;
   /** Default: the mode's and method's (`lm.options.defaultLr`). */
   lr?: number;

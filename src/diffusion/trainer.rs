@@ -77,7 +77,7 @@ options! {
         /// Rank of the LoRA adapters (at most the model's hidden width).
         rank: usize = 8, Kind::int(1, 4096);
         /// Layers trained by lora or top, counted from the top (at most the model's layer
-        /// count); by default every layer.
+        /// count); by default the top 2 (every layer of a smaller model).
         layers: Option<usize> = None, Kind::int(1, 4096);
         /// Peak learning rate; by default the method's: 1e-3 lora, 1e-4 top or full fine-tuning,
         /// 2e-3 from scratch.
@@ -233,7 +233,7 @@ pub fn estimate_bytes(config: &ModelConfig, o: &TrainOptions) -> u64 {
     let (trained_layers, trained) = match o.method {
         Method::Full => (l, params),
         method => {
-            let n = o.layers.unwrap_or(l).min(l);
+            let n = finetune::trained_layers(o, l);
             let per_layer = (4 * h * h + 2 * h * i) as u64;
             let adapters = (4 * (2 * h) + 2 * (h + i)) as u64 * o.rank as u64;
             (n, n as u64 * if method == Method::Lora { adapters } else { per_layer } + (h * h) as u64)

@@ -71,6 +71,7 @@ pub fn option_specs() -> Result<JsValue, JsValue> {
             "top": default_lr(false, Method::Top),
             "full": default_lr(false, Method::Full),
         },
+        "defaultLayers": crate::diffusion::finetune::DEFAULT_LAYERS,
         "presets": SampleOptions::presets().into_iter().map(|(name, options)| serde_json::json!({ "name": name, "options": crate::options::to_json(&options) })).collect::<Vec<_>>(),
     });
     // `null` defaults stay `null` (not `undefined`): they mean "off unless given".

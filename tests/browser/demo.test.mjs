@@ -190,6 +190,7 @@ test('fine-tuning shows the loaded model\'s text before training and samples aft
   await h.page.selectOption('#t-method', 'lora');
   const lr = await h.page.evaluate(() => [document.getElementById('t-lr').placeholder, window.unmaskDemo.lm.options.defaultLr.lora]);
   assert.equal(lr[0], String(lr[1]), 'the learning-rate field shows LoRA\'s default');
+  assert.equal(await h.page.getAttribute('#t-layers', 'placeholder'), String(await h.page.evaluate(() => window.unmaskDemo.lm.options.defaultLayers)));
   await h.page.fill('#t-layers', '1');
   await h.page.fill('#t-steps', '3');
   await h.page.fill('#t-lr', '');
