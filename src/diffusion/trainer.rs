@@ -268,6 +268,7 @@ impl Trainer {
         let options = options.resolved(false);
         options.validate(model.config().max_sequence_len())?;
         finetune::check(model.config(), &options)?;
+        check_memory(model.config(), &options)?;
         if options.method == Method::Full {
             let tensors = model.store.to_dense()?;
             return Self::from_tensors(&model.name, model.config().clone(), model.codec.clone(), tensors, docs, options);
@@ -282,11 +283,14 @@ impl Trainer {
         config.pad_token_id = codec.pad_id;
         config.bos_token_id = Some(codec.bos_id);
         config.eos_token_id = Some(codec.eos_id);
+        let options = options.resolved(true);
+        options.validate(config.max_sequence_len())?;
+        check_memory(&config, &options)?;
         let tensors: HashMap<String, Tensor> = init::fresh_tensors(&config, options.seed, 0.02)?.into_iter().collect();
-        Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options.resolved(true))
+        Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options)
     }
 
-    /// Every tensor trains.
+    /// Every tensor trains (options already checked against the model).
     fn from_tensors(
         name: &str,
         config: ModelConfig,
@@ -295,8 +299,6 @@ impl Trainer {
         docs: &[String],
         options: TrainOptions,
     ) -> Result<Self> {
-        options.validate(config.max_sequence_len())?;
-        check_memory(&config, &options)?;
         let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();
         let mut vars = Vec::with_capacity(names.len());
@@ -320,7 +322,6 @@ impl Trainer {
         options: TrainOptions,
     ) -> Result<Self> {
         let config = encoder.config.clone();
-        check_memory(&config, &options)?;
         let corpus = Corpus::build(&codec, docs, options.valid_fraction, options.seed, options.seq_len)?;
         // Tensors the encoder does not use (a checkpoint's pooler) get no gradient and are
         // left as they are.
