@@ -112,6 +112,10 @@ function applySpecs(specs) {
       el.value = spec.default === null ? '' : String(spec.default);
     }
   }
+  // Training starts from a time budget rather than a step count (the core's `trainStart`).
+  for (const [name, v] of Object.entries(specs.trainStart)) {
+    document.querySelector(`[data-train-option="${name}"]`).value = v === null ? '' : String(v);
+  }
   const preset = document.getElementById('o-preset');
   preset.replaceChildren(...specs.presets.map((p, i) => new Option(p.name, String(i))));
   preset.onchange = () => applyPreset(specs.presets[Number(preset.value)].options);
@@ -364,14 +368,14 @@ function addSample(text) {
   ui.samples.append(li);
 }
 
+/** Seconds between samples under a time budget (a step count samples 5 times instead). */
+const SAMPLE_SECONDS = 15;
+
 async function train() {
   if (state.busy || !state.lm) return;
   const corpus = ui.corpus.value;
   const mode = document.querySelector('input[name=mode]:checked').value;
   const given = readFields('data-train-option');
-  const steps = given.steps ?? state.lm.options.training.find((s) => s.name === 'steps').default;
-  const words = corpus.split(/\s+/).filter(Boolean);
-  const samplePrompt = words.slice(0, 3).join(' ') || 'the';
   setBusy('train');
   const ctl = new AbortController();
   state.abort = ctl;
@@ -380,29 +384,30 @@ async function train() {
   drawChart();
   const t0 = performance.now();
   try {
-    // Under a time budget the step count is not known: evaluate and sample once, at the end.
-    const every = (k) => (given.seconds ? 1_000_000 : Math.max(10, Math.floor(steps / k)));
-    const opts = {
-      ...given, mode, signal: ctl.signal, evalEvery: every(10), sampleEvery: every(5), samplePrompt, sampleLength: 24,
-    };
-    // A fine-tune shows the loaded model's text first, for the same prompt and seed as the
-    // samples during training: before and after, one above the other.
-    if (mode === 'finetune') {
-      let before = '';
-      for await (const s of state.lm.generate(samplePrompt, { length: opts.sampleLength, seed: 0 })) before = s.text;
-      addSample(`before: ${before}`);
-    }
-    const run = state.lm.train(corpus, opts);
+    // Under a time budget the step count is not known: samples come on a clock, the
+    // evaluation once, at the end.
+    const steps = given.steps ?? (given.seconds ? null : state.lm.options.training.find((s) => s.name === 'steps').default);
+    const every = (k) => (steps ? Math.max(10, Math.floor(steps / k)) : 1_000_000);
+    const run = state.lm.train(corpus, { ...given, mode, signal: ctl.signal, evalEvery: every(10), sampleEvery: every(5), sampleLength: 24 });
     const info = await run.start;
     ui.tstats.textContent = `${info.documents} documents · ${info.trainTokens} tokens · ${(info.parameters / 1e6).toFixed(2)} M parameters`;
+    // A fine-tune shows the loaded model's text first, for the same prompt and seed as the
+    // samples during training: before and after, one above the other.
+    if (mode === 'finetune') addSample(`before: ${await run.sample()}`);
+    let sampled = performance.now();
     for await (const r of run) {
       state.losses.push({ step: r.step, loss: r.loss });
       drawChart();
       const elapsed = (performance.now() - t0) / 1000;
       const eta = Math.min((elapsed / r.step) * (r.steps - r.step), given.seconds ? given.seconds - elapsed : Infinity);
-      ui.tstats.textContent = `step ${r.step}/${r.steps} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${Math.max(0, eta).toFixed(0)} s`
+      ui.tstats.textContent = `step ${r.step}${steps ? `/${r.steps}` : ''} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${Math.max(0, eta).toFixed(0)} s`
         + (r.eval ? ` · ELBO ppl ${r.eval.elboPerplexity.toFixed(1)}` : '');
-      if (r.sample !== undefined) addSample(`step ${r.step}: ${r.sample}`);
+      let sample = r.sample;
+      if (sample === undefined && !steps && performance.now() - sampled >= SAMPLE_SECONDS * 1000) sample = await run.sample();
+      if (sample !== undefined) {
+        addSample(`step ${r.step}: ${sample}`);
+        sampled = performance.now();
+      }
     }
   } catch (e) {
     if (!(e instanceof AbortError)) ui.tstats.textContent = `training stopped: ${e.message}`;

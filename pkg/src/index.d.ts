@@ -67,6 +67,8 @@ export interface OptionSpecs {
    * every sampling option by name, `null` where it is off.
    */
   presets: { name: string; options: Record<string, number | string | null> }[];
+  /** The training options the demo starts from (a one-minute budget; `null`: leave it out). */
+  trainStart: Record<string, number | null>;
 }
 
 /**
@@ -214,7 +216,7 @@ export interface TrainOptions {
   /** Tokenizer vocabulary for `scratch`. */
   vocab?: number;
   steps?: number;
-  /** A time budget: the run ends after this many seconds or at `steps`, whichever comes first (alone: the schedule spans many steps). */
+  /** A time budget: the run ends after this many seconds or at `steps`, whichever comes first; the learning rate decays over whichever ends the run. */
   seconds?: number;
   /** What a fine-tune trains: LoRA adapters (default), the top `layers` layers whole, or every weight. */
   method?: 'lora' | 'top' | 'full';
@@ -241,7 +243,9 @@ export interface TrainOptions {
   validFraction?: number;
   evalSequences?: number;
   evalEvery?: number;
+  /** Adds a `sample` of the current weights every this many steps (and at the last). */
   sampleEvery?: number;
+  /** What samples continue; default: the first words of the first training document (`start.samplePrompt`). */
   samplePrompt?: string;
   sampleLength?: number;
   /** Generate with the trained weights once the run ends (default true). */
@@ -263,7 +267,9 @@ export interface TrainStep {
 }
 
 export interface TrainStream extends AsyncIterableIterator<TrainStep> {
-  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number; steps: number; seconds: number | null }>;
+  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number; steps: number; seconds: number | null; samplePrompt: string }>;
+  /** Text for `samplePrompt` from the weights as they are now (the loaded model's before the first step), drawn as the run's samples are. */
+  sample(): Promise<string>;
 }
 
 export interface DiffusionLM {

@@ -1,7 +1,7 @@
 // Unmask: text diffusion with BERT/RoBERTa-family models, in a Web Worker or inline.
 import {
   AbortError, BusyError, DisposedError, FetchError, InternalError, OptionsError,
-  UnmaskError, toTypedError,
+  TrainingError, UnmaskError, toTypedError,
 } from './errors.js';
 import { samplingOptions, trainOptions } from './options.js';
 import { readSource, clearCache } from './source.js';
@@ -454,7 +454,7 @@ class TrainStream extends LockedStream {
       }
       const t = this._lm._t;
       const t0 = performance.now();
-      const r = await t.call('trainStep', []);
+      const r = await t.call('trainStep', [(t0 - this._t0) / 1000]);
       r.ms = performance.now() - t0;
       this._step = r.step;
       this._tokens += r.tokens;
@@ -464,16 +464,36 @@ class TrainStream extends LockedStream {
       };
       const last = r.step >= this._steps || this._overTime();
       if (o.evalEvery && (r.step % o.evalEvery === 0 || last)) value.eval = await t.call('trainEvaluate', []);
-      if (o.sampleEvery && (r.step % o.sampleEvery === 0 || last) && o.samplePrompt) {
-        await t.call('trainAdopt', []);
-        value.sample = await t.call('sampleText', [{ prompt: o.samplePrompt, length: o.sampleLength, options: { seed: 0 } }]);
-      }
+      if (o.sampleEvery && (r.step % o.sampleEvery === 0 || last)) value.sample = await this._sample();
       return { done: false, value };
     } catch (e) {
       if (e instanceof AbortError) throw e;
       await this._close(false);
       throw toTypedError(e);
     }
+  }
+
+  /**
+   * Text from the weights as they are now, for `samplePrompt` (by default the first words of
+   * the first training document: `start.samplePrompt`) and `sampleLength` tokens, drawn
+   * the way the run's samples are (seed 0: every sample of a run comparable): before the first
+   * step, the loaded model's. Call it between steps, e.g. for a "before" sample or on a timer.
+   */
+  async sample() {
+    try {
+      await this._begin();
+      if (this._finished) throw new TrainingError('sample(): this training run has ended');
+      return await this._sample();
+    } catch (e) {
+      throw toTypedError(e);
+    }
+  }
+
+  async _sample() {
+    const t = this._lm._t;
+    if (this._step > 0) await t.call('trainAdopt', []);
+    const prompt = this._o.samplePrompt ?? (await this._begin()).samplePrompt;
+    return t.call('trainSample', [prompt, this._o.sampleLength]);
   }
 
   /** The run's time budget is spent. */

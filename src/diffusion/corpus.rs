@@ -13,7 +13,13 @@ pub struct Corpus {
     /// corpora, where validation reuses the training text).
     pub held_out: bool,
     pub documents: usize,
+    /// The first words of the first training document: what a run's samples continue, so they
+    /// show what the model learns (a held-out document's start shows only what it cannot know).
+    pub sample_prompt: String,
 }
+
+/// Words of [`Corpus::sample_prompt`].
+const SAMPLE_PROMPT_WORDS: usize = 3;
 
 /// Splits text into documents at blank lines (after normalising line ends).
 pub fn split_documents(text: &str) -> Vec<String> {
@@ -52,6 +58,8 @@ impl Corpus {
             Ok(out)
         };
         let train = stream(train_idx)?;
+        let first = train_idx.iter().min().map_or(docs[0], |&i| docs[i]);
+        let sample_prompt = first.split_whitespace().take(SAMPLE_PROMPT_WORDS).collect::<Vec<_>>().join(" ");
         let (valid, held_out) = if n_valid > 0 { (stream(valid_idx)?, true) } else { (train.clone(), false) };
         let body = seq_len.saturating_sub(2);
         if train.len() < body {
@@ -60,7 +68,7 @@ impl Corpus {
                 train.len()
             )));
         }
-        Ok(Self { train, valid, held_out, documents: docs.len() })
+        Ok(Self { train, valid, held_out, documents: docs.len(), sample_prompt })
     }
 }
 

@@ -81,6 +81,19 @@ impl GenerateRequest {
         let options = SampleOptions::from_value(self.options, "sampling options")?;
         Session::new(canvas, &codec.banned_ids(), &options)
     }
+
+    /// A sample of `length` tokens after `prompt` with `options` (a training run's samples).
+    pub fn sample(prompt: &str, length: usize, options: &SampleOptions) -> Self {
+        GenerateRequest {
+            prompt: Some(prompt.to_string()),
+            template: None,
+            canvas: None,
+            length: Some(length),
+            pins: vec![],
+            remask: vec![],
+            options: crate::options::to_json(options),
+        }
+    }
 }
 
 /// A training run on a pasted corpus.

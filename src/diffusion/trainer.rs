@@ -11,6 +11,7 @@ use super::adamw::AdamW;
 use super::corpus::{window, Corpus};
 use super::finetune::{self, Frozen, Method};
 use super::objective::{loss_terms, mask_batch, MaskSchedule};
+use super::sampler::SampleOptions;
 use crate::rng::Rng;
 use crate::error::{Error, Result};
 use crate::options::{ge, gt, le, lt, Kind, OptionSet, MAX_SAFE_INTEGER};
@@ -49,9 +50,14 @@ pub const FINETUNE_LR: f64 = 1e-4;
 pub const LORA_LR: f64 = 1e-3;
 pub const SCRATCH_LR: f64 = 2e-3;
 
-/// Steps and warm-up of a run given only a time budget ([`TrainOptions::budgeted`]).
+/// Steps and warm-up of a run given only a time budget ([`TrainOptions::budgeted`]). The
+/// warm-up is short because a fine-tune's step takes about a second in the tab: a minute's
+/// budget is ~50 of them.
 pub const BUDGET_STEPS: usize = 100_000;
-pub const BUDGET_WARMUP: usize = 30;
+pub const BUDGET_WARMUP: usize = 10;
+
+/// The demo's time budget ([`TrainOptions::demo_start`]).
+const DEMO_SECONDS: f64 = 60.0;
 
 /// The learning rate a run gets when none is given.
 pub fn default_lr(scratch: bool, method: Method) -> f64 {
@@ -87,7 +93,7 @@ options! {
         /// Optimizer steps; the learning-rate schedule spans them.
         steps: usize = 200, Kind::int(1, 100_000_000);
         /// A time budget: the run ends after this many seconds of training, or at `steps`,
-        /// whichever comes first (the learning-rate schedule still spans `steps`).
+        /// whichever comes first; the learning rate decays over whichever ends the run.
         seconds: Option<f64> = None, Kind::real(gt(0.0), le(f64::INFINITY));
         /// How the learning rate falls after the warm-up.
         decay: Decay = Decay::Cosine, Kind::choice(Decay::NAMES);
@@ -128,15 +134,23 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// A time budget given without `steps`: the schedule spans [`BUDGET_STEPS`] (with
-    /// [`BUDGET_WARMUP`] steps of warm-up unless `warmup` is given), so the learning rate stays
-    /// near its peak until the time runs out.
+    /// A time budget given without `steps`: the run is for [`BUDGET_STEPS`] (with
+    /// [`BUDGET_WARMUP`] steps of warm-up unless `warmup` is given), so the time ends it and
+    /// the learning rate decays over the time ([`Self::lr_at`]).
     pub fn budgeted(mut self, given_steps: bool) -> Self {
         if self.seconds.is_some() && !given_steps {
             self.steps = BUDGET_STEPS;
             self.warmup.get_or_insert(BUDGET_WARMUP);
         }
         self
+    }
+
+    /// What the demo's training fields start at: a one-minute time budget and no step count,
+    /// so that something visible happens while the user watches (on two cores a minute takes
+    /// a tiny model from scratch to the sample corpus's own words, and a LoRA fine-tune ~50
+    /// steps; `bench/RESULTS.md`).
+    pub fn demo_start() -> serde_json::Value {
+        serde_json::json!({ "steps": null, "seconds": DEMO_SECONDS })
     }
 
     /// The learning rate and warm-up filled in where they were left to the mode and method.
@@ -153,13 +167,18 @@ impl TrainOptions {
         self.lr.unwrap_or(FINETUNE_LR)
     }
 
-    pub fn lr_at(&self, step: usize) -> f64 {
+    /// The learning rate of step `step` (0-based) after `elapsed` seconds of training: a linear
+    /// warm-up over `warmup` steps, then the decay over what is left of the steps or of the
+    /// time budget, whichever is further spent, so a run that ends on time ends at the floor.
+    pub fn lr_at(&self, step: usize, elapsed: f64) -> f64 {
         let (lr, warmup) = (self.peak_lr(), self.warmup.unwrap_or(0));
         if step < warmup {
             return lr * (step + 1) as f64 / warmup as f64;
         }
         let span = self.steps.saturating_sub(warmup).max(1) as f64;
-        let x = ((step - warmup) as f64 / span).min(1.0);
+        let by_steps = (step - warmup) as f64 / span;
+        let by_time = self.seconds.map_or(0.0, |s| elapsed / s);
+        let x = by_steps.max(by_time).min(1.0);
         let floor = lr * self.min_lr_ratio;
         match self.decay {
             Decay::Constant => lr,
@@ -213,10 +232,14 @@ pub struct Trainer {
     pub options: TrainOptions,
     pub step: usize,
     pub tokens: u64,
+    /// Seconds this run has trained ([`Self::set_elapsed`]).
+    elapsed: f64,
     rng: Rng,
     name: String,
     /// A `lora` or `top` fine-tune's frozen part; `None` when every weight trains.
     frozen: Option<Frozen>,
+    /// A fresh model with its own tokenizer (`from_scratch`).
+    scratch: bool,
 }
 
 /// Bytes a wasm instance may use for training: its address space is 4 GiB, and the model,
@@ -287,7 +310,9 @@ impl Trainer {
         options.validate(config.max_sequence_len())?;
         check_memory(&config, &options)?;
         let tensors: HashMap<String, Tensor> = init::fresh_tensors(&config, options.seed, 0.02)?.into_iter().collect();
-        Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options)
+        let mut t = Self::from_tensors(&format!("unmask-{size}"), config, codec, tensors, docs, options)?;
+        t.scratch = true;
+        Ok(t)
     }
 
     /// Every tensor trains (options already checked against the model).
@@ -337,8 +362,10 @@ impl Trainer {
             options,
             step: 0,
             tokens: 0,
+            elapsed: 0.0,
             name: name.to_string(),
             frozen,
+            scratch: false,
         })
     }
 
@@ -372,8 +399,24 @@ impl Trainer {
         crate::backend::par::run(|| self.step_here())
     }
 
+    /// How the samples shown during a run are drawn: the defaults with seed 0, so every sample
+    /// of a run (and the loaded model's, before it) is comparable. A model from scratch gets no
+    /// repetition penalty: learning its corpus it repeats the corpus's own small-vocabulary
+    /// pieces, and the penalty, measured for the default model's 16k vocabulary, scrambles them
+    /// (memorised "how long precisely" came out as "how andong precisely").
+    pub fn sample_options(&self) -> SampleOptions {
+        let penalty = if self.scratch { 1.0 } else { SampleOptions::DEFAULT.repetition_penalty };
+        SampleOptions { seed: 0, repetition_penalty: penalty, ..SampleOptions::DEFAULT }
+    }
+
+    /// Tells the trainer how many seconds this run has trained so far, for a time budget's
+    /// learning-rate decay (the driver owns the clock: wasm has no `Instant`).
+    pub fn set_elapsed(&mut self, seconds: f64) {
+        self.elapsed = seconds;
+    }
+
     fn step_here(&mut self) -> Result<StepReport> {
-        let lr = self.options.lr_at(self.step);
+        let lr = self.options.lr_at(self.step, self.elapsed);
         let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
         let (mut ce_sum, mut obj_sum, mut masked, mut maskable, mut tokens) = (0f32, 0f32, 0usize, 0usize, 0usize);
         for _ in 0..self.options.accumulate {
@@ -767,6 +810,21 @@ mod tests {
     }
 
     #[test]
+    fn the_learning_rate_decays_over_whichever_ends_the_run() {
+        let steps = TrainOptions { lr: Some(1e-3), warmup: Some(10), steps: 110, ..Default::default() };
+        assert_eq!(steps.lr_at(4, 0.0), 5e-4, "warm-up");
+        assert_eq!(steps.lr_at(10, 0.0), 1e-3);
+        assert!((steps.lr_at(110, 0.0) - 1e-4).abs() < 1e-12, "the floor at the last step");
+        let timed = TrainOptions { seconds: Some(60.0), ..TrainOptions { lr: Some(1e-3), ..Default::default() } }.budgeted(false).resolved(false);
+        assert_eq!((timed.steps, timed.warmup), (BUDGET_STEPS, Some(BUDGET_WARMUP)));
+        assert!((timed.lr_at(20, 30.0) - 5.5e-4).abs() < 1e-12, "half the time: half-way down the cosine");
+        assert!((timed.lr_at(20, 60.0) - 1e-4).abs() < 1e-12, "the floor when the time ends");
+        // Steps and a budget: whichever is further spent.
+        let both = TrainOptions { seconds: Some(60.0), ..steps };
+        assert!((both.lr_at(60, 0.0) - 5.5e-4).abs() < 1e-12 && (both.lr_at(20, 30.0) - 5.5e-4).abs() < 1e-12);
+    }
+
+    #[test]
     fn bad_rank_and_layers_are_refused_with_the_valid_range() {
         let model = fixture();
         let (h, l) = (model.config().hidden_size, model.config().num_hidden_layers);
@@ -777,5 +835,15 @@ mod tests {
         let codec = crate::model::bpe::train_bpe(&docs(), 300).unwrap();
         let t = Trainer::from_scratch("tiny", codec, &docs(), lora(4, None)).unwrap();
         assert_eq!(t.options.method, Method::Full, "a model from scratch trains every weight");
+    }
+
+    #[test]
+    fn samples_of_a_run_use_seed_0_and_no_penalty_from_scratch() {
+        let tuned = Trainer::new(&fixture(), &docs(), lora(4, None)).unwrap();
+        assert_eq!(tuned.sample_options(), SampleOptions { seed: 0, ..SampleOptions::DEFAULT });
+        let codec = crate::model::bpe::train_bpe(&docs(), 300).unwrap();
+        let fresh = Trainer::from_scratch("tiny", codec, &docs(), TrainOptions::default()).unwrap();
+        assert_eq!(fresh.sample_options().repetition_penalty, 1.0);
+        assert_ne!(SampleOptions::DEFAULT.repetition_penalty, 1.0);
     }
 }

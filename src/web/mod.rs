@@ -72,6 +72,7 @@ pub fn option_specs() -> Result<JsValue, JsValue> {
             "full": default_lr(false, Method::Full),
         },
         "defaultLayers": crate::diffusion::finetune::DEFAULT_LAYERS,
+        "trainStart": TrainOptions::demo_start(),
         "presets": SampleOptions::presets().into_iter().map(|(name, options)| serde_json::json!({ "name": name, "options": crate::options::to_json(&options) })).collect::<Vec<_>>(),
     });
     // `null` defaults stay `null` (not `undefined`): they mean "off unless given".
@@ -156,6 +157,8 @@ struct TrainStart {
     steps: usize,
     /// The time budget, if any (seconds).
     seconds: Option<f64>,
+    /// What the run's samples continue by default ([`crate::diffusion::corpus::Corpus::sample_prompt`]).
+    sample_prompt: String,
 }
 
 #[wasm_bindgen]
@@ -268,16 +271,6 @@ impl Engine {
         }, waits)
     }
 
-    /// A whole generation's text (masks as `[MASK]`), without touching the running one: the
-    /// samples shown while training.
-    #[wasm_bindgen(js_name = sampleText)]
-    pub fn sample_text(&self, request: JsValue) -> Result<String, JsValue> {
-        let req: GenerateRequest = from_js(request, "generation request")?;
-        let session = req.into_session(&self.model).map_err(js_err)?;
-        let out = crate::diffusion::run(&*self.model, session, |_| true).map_err(js_err)?;
-        Ok(self.model.codec.render(&out.canvas.ids, "[MASK]"))
-    }
-
     /// Moves this model's weights onto `device`; generation steps then run on the GPU.
     #[cfg(feature = "webgpu")]
     #[wasm_bindgen(js_name = attachGpu)]
@@ -373,16 +366,30 @@ impl Engine {
             estimated_bytes: crate::diffusion::trainer::estimate_bytes(&trainer.config, &trainer.options),
             steps: trainer.options.steps,
             seconds: trainer.options.seconds,
+            sample_prompt: c.sample_prompt.clone(),
         };
         self.trainer = Some(trainer);
         to_js(&out)
     }
 
-    /// One optimizer step: `{step, loss, objective, lr, gradNorm, tokens}`.
+    /// One optimizer step, `elapsed` seconds into the run (for a time budget's schedule):
+    /// `{step, loss, objective, lr, gradNorm, tokens}`.
     #[wasm_bindgen(js_name = trainStep)]
-    pub fn train_step(&mut self) -> Result<JsValue, JsValue> {
+    pub fn train_step(&mut self, elapsed: f64) -> Result<JsValue, JsValue> {
         let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        t.set_elapsed(elapsed);
         to_js(&t.step().map_err(js_err)?)
+    }
+
+    /// A sample of the generating model (the loaded one before the run's first adopted step)
+    /// drawn the way the run's samples are ([`Trainer::sample_options`]).
+    #[wasm_bindgen(js_name = trainSample)]
+    pub fn train_sample(&self, prompt: &str, length: usize) -> Result<String, JsValue> {
+        let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let req = GenerateRequest::sample(prompt, length, &t.sample_options());
+        let session = req.into_session(&self.model).map_err(js_err)?;
+        let out = crate::diffusion::run(&*self.model, session, |_| true).map_err(js_err)?;
+        Ok(self.model.codec.render(&out.canvas.ids, "[MASK]"))
     }
 
     /// Held-out ELBO perplexity of the current weights.

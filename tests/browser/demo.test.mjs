@@ -32,14 +32,15 @@ test('served as scripts/serve serves it (cross-origin isolated), the demo runs t
   assert.match(badge, new RegExp(`${threads} threads`));
 });
 
-test('the option fields start at the core\'s defaults', async () => {
+test('the option fields start at the core\'s defaults (training: its time budget for the demo)', async () => {
   const fields = await h.page.evaluate(() => {
     const specs = window.unmaskDemo.lm.options;
     const out = [];
     for (const [attr, list] of [['data-option', specs.sampling], ['data-train-option', specs.training]]) {
       for (const el of document.querySelectorAll(`[${attr}]`)) {
         const spec = list.find((s) => s.name === el.getAttribute(attr));
-        out.push({ name: spec.name, value: el.value, want: spec.default === null ? '' : String(spec.default), title: el.title, help: spec.help });
+        const start = attr === 'data-train-option' && spec.name in specs.trainStart ? specs.trainStart[spec.name] : spec.default;
+        out.push({ name: spec.name, value: el.value, want: start === null ? '' : String(start), title: el.title, help: spec.help });
       }
     }
     const scratch = document.querySelector('input[name=mode]:checked').value === 'scratch';
@@ -167,8 +168,10 @@ test('user text is rendered as text, never as HTML', async () => {
 test('training on the sample corpus plots a falling loss', async () => {
   await h.page.click('#sample-corpus');
   await h.page.waitForFunction(() => document.getElementById('corpus').value.length > 1000);
-  // A corpus with markup in it: shown as text in the samples, never parsed.
-  await h.page.evaluate(() => { const c = document.getElementById('corpus'); c.value = '<img src=x onerror=alert(1)> ' + c.value; });
+  assert.equal(await h.page.inputValue('#t-seconds'), '60', 'training starts from a one-minute budget');
+  // Markup at the start of every document: the samples' prompt (the first training
+  // document's first words) has it, shown as text, never parsed.
+  await h.page.evaluate(() => { const c = document.getElementById('corpus'); c.value = c.value.split('\n\n').map((d) => '<img src=x onerror=alert(1)> ' + d).join('\n\n'); });
   await h.page.fill('#t-steps', '40');
   await h.page.fill('#t-lr', '0.003');
   await h.page.click('#train-go');
@@ -200,7 +203,8 @@ test('fine-tuning shows the loaded model\'s text before training and samples aft
   const items = await h.page.$$eval('#samples li', (ls) => ls.map((l) => l.textContent));
   assert.match(items[0], /^before: /, items.join('\n'));
   assert.match(items.at(-1), /^step 3: /, items.join('\n'));
-  // The prompt is the corpus's first words, markup included: shown as text, never parsed.
+  // The prompt is the first training document's first words, markup included: shown as
+  // text, never parsed.
   assert.equal(await h.page.locator('main img').count(), 0);
   assert.equal(dialogs, 0);
 });

@@ -173,14 +173,20 @@ test('bad input gives typed errors', async () => {
 test('train streams steps; the trained model then generates; bad corpora are typed errors', async () => {
   const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
   const m = await DiffusionLM.load(bytes);
-  const run = m.train(corpus, { mode: 'scratch', steps: 30, vocab: 512, seqLen: 32, batchSize: 8, lr: 3e-3, evalEvery: 15 });
+  const run = m.train(corpus, { mode: 'scratch', steps: 30, vocab: 512, seqLen: 32, batchSize: 8, lr: 3e-3, evalEvery: 15, sampleEvery: 10, sampleLength: 6 });
   const info = await run.start;
   assert.equal(info.documents, 6);
   assert.ok(info.heldOut && info.trainTokens > info.validTokens);
+  // Samples continue the start of a document the run trains on (one is held out).
+  const docs = corpus.split('\n\n').map((d) => d.split(/\s+/).filter(Boolean).join(' '));
+  assert.equal(info.samplePrompt.split(' ').length, 3);
+  assert.equal(docs.filter((d) => d.startsWith(info.samplePrompt)).length, 1, info.samplePrompt);
   const steps = [];
   for await (const r of run) steps.push(r);
   assert.deepEqual(steps.map((r) => r.step), Array.from({ length: 30 }, (_, i) => i + 1));
   assert.deepEqual(steps.filter((r) => r.eval).map((r) => r.step), [15, 30]);
+  assert.deepEqual(steps.filter((r) => r.sample !== undefined).map((r) => r.step), [10, 20, 30]);
+  await assert.rejects(() => run.sample(), TrainingError, /ended/);
   const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
   assert.ok(mean(steps.slice(-5).map((r) => r.loss)) < mean(steps.slice(0, 5).map((r) => r.loss)));
   assert.ok(steps.every((r) => r.tokensPerSec > 0 && Number.isFinite(r.loss)));
@@ -204,9 +210,11 @@ test('train streams steps; the trained model then generates; bad corpora are typ
 test('a LoRA fine-tune saves adapters that load onto the same base, and a time budget ends a run', async () => {
   const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
   const tuned = await DiffusionLM.load(bytes);
-  const run = tuned.train(corpus, { mode: 'finetune', steps: 4, seqLen: 32, batchSize: 4, lr: 2e-2, warmup: 1, rank: 4 });
+  const run = tuned.train(corpus, { mode: 'finetune', steps: 4, seqLen: 32, batchSize: 4, lr: 2e-2, warmup: 1, rank: 4, sampleLength: 8 });
   const info = await run.start;
   assert.equal(info.steps, 4);
+  // Before the first step a sample is the loaded model's, drawn with the defaults and seed 0.
+  assert.equal(await run.sample(), await lm.generateText(info.samplePrompt, { length: 8, seed: 0 }));
   assert.ok(info.parameters < 0.2 * lm.info.parameters, `${info.parameters} trained parameters: adapters only`);
   for await (const _ of run) { /* train */ }
   const adapters = await tuned.exportAdapters();
@@ -217,13 +225,16 @@ test('a LoRA fine-tune saves adapters that load onto the same base, and a time b
   assert.equal(after, await tuned.generateText('Call me', { length: 8, steps: 4, seed: 3 }), 'base + adapters = the fine-tuned model');
   assert.deepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), await tuned.logits([0, 5, 6, 7, 2], [2]));
   assert.notDeepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), await lm.logits([0, 5, 6, 7, 2], [2]));
-  // A time budget alone: many steps scheduled, the run ends on time.
-  const budget = fresh.train(corpus, { mode: 'finetune', seconds: 0.5, seqLen: 32, batchSize: 2, adopt: false });
+  // A time budget alone: many steps scheduled, the run ends on time, the learning rate
+  // decaying over the time (after a one-step warm-up: falling from its peak).
+  const budget = fresh.train(corpus, { mode: 'finetune', seconds: 1, warmup: 1, seqLen: 32, batchSize: 2, adopt: false });
   assert.ok((await budget.start).steps > 1000);
   const t0 = performance.now();
-  let n = 0;
-  for await (const _ of budget) n++;
-  assert.ok(n >= 1 && performance.now() - t0 < 5000, `${n} steps in ${performance.now() - t0} ms`);
+  const lrs = [];
+  for await (const r of budget) lrs.push(r.lr);
+  assert.ok(lrs.length >= 2 && performance.now() - t0 < 6000, `${lrs.length} steps in ${performance.now() - t0} ms`);
+  const peak = lm.options.defaultLr.lora;
+  assert.ok(lrs[0] === peak && lrs.at(-1) < peak && lrs.every((x, i) => i === 0 || x <= lrs[i - 1]), `learning rates ${lrs}`);
   await tuned.dispose();
   await fresh.dispose();
 });

@@ -387,6 +387,7 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         if target.is_some_and(|t| trainer.step >= t) || deadline.is_some_and(|d| t0.elapsed() >= d) {
             break;
         }
+        trainer.set_elapsed(t0.elapsed().as_secs_f64());
         let r = match trainer.step() {
             Ok(r) => r,
             Err(e) => {

@@ -1,0 +1,57 @@
+// What the demo's training does in its one-minute budget (`trainStart`), in Chromium, per
+// mode and thread count: steps, the mean loss of the last 10 steps, the held-out ELBO
+// perplexity at the end, and the samples (the first training document's first words, seed 0;
+// a fine-tune's "before" is the loaded model's). A fresh instance per run, as the demo after a
+// reload.
+//   node bench/minute.mjs    (env: MODEL=models/default.gguf MODES=scratch,finetune THREADS=1,2 SECONDS=60)
+import { start } from '../tests/browser/harness.mjs';
+
+const model = process.env.MODEL || 'models/default.gguf';
+const modes = (process.env.MODES || 'scratch,finetune').split(',');
+const threads = (process.env.THREADS || '1,2').split(',').map(Number);
+const seconds = Number(process.env.SECONDS || 0) || null;
+
+const h = await start({ isolate: true });
+h.page.setDefaultTimeout(0);
+await h.page.goto(`${h.origin}/bench/threads.html`);
+const rows = await h.page.evaluate(async ({ model, modes, threads, seconds }) => {
+  const { DiffusionLM } = await import('/pkg/src/index.js');
+  const corpus = await (await fetch('/www/sample-corpus.txt')).text();
+  const out = [];
+  for (const mode of modes) {
+    for (const t of threads) {
+      const lm = await DiffusionLM.load(`/${model}`, { cache: false, device: 'wasm', threads: t });
+      const budget = seconds ?? lm.options.trainStart.seconds;
+      const given = Object.fromEntries(Object.entries(lm.options.trainStart).filter(([, v]) => v !== null));
+      const run = lm.train(corpus, { mode, ...given, seconds: budget, evalEvery: 1_000_000, sampleEvery: 1_000_000, sampleLength: 24 });
+      const info = await run.start;
+      const before = mode === 'finetune' ? await run.sample() : null;
+      const losses = [];
+      let last;
+      for await (const r of run) {
+        losses.push(r.loss);
+        last = r;
+      }
+      const tail = losses.slice(-10);
+      out.push({
+        mode, threads: lm.threads, budget, steps: last.step, loss: tail.reduce((a, b) => a + b, 0) / tail.length,
+        elbo: last.eval.elboPerplexity, heldOut: last.eval.heldOut, prompt: info.samplePrompt, before, after: last.sample,
+      });
+      await lm.dispose();
+    }
+  }
+  return out;
+}, { model, modes, threads, seconds });
+await h.close();
+
+console.log(`# ${model} in Chromium: the demo's training budget on the sample corpus\n`);
+console.log('| mode | threads | seconds | steps | loss (last 10) | ELBO perplexity at the end |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.mode} | ${r.threads} | ${r.budget} | ${r.steps} | ${r.loss.toFixed(3)} | ${r.elbo.toFixed(1)} (${r.heldOut ? 'held-out' : 'training text'}) |`);
+}
+for (const r of rows) {
+  console.log(`\n${r.mode}, ${r.threads} thread(s), prompt "${r.prompt}":`);
+  if (r.before !== null) console.log(`  before: ${r.before}`);
+  console.log(`  after:  ${r.after}`);
+}
