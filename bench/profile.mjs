@@ -1,8 +1,11 @@
 // Where a generation spends its time in Chromium: samples the page with the CDP profiler while
 // Unmask generates (worker: false, so the engine runs on the sampled thread) and prints self
 // time per function, wasm functions by their name-section names.
-//   (cd bench && node profile.mjs [model] [file] [generate|forward])   e.g. default q8_0 generate
-// "forward": the encoder forward with all logits at 256 tokens (the ORT comparison's shape).
+//   (cd bench && node profile.mjs [model] [file] [generate|forward|finetune])   e.g. default q8_0 generate
+// "forward": the encoder forward with all logits at 256 tokens (the ORT comparison's shape);
+// "finetune": a step of the default fine-tune (LoRA, 16 × 64 tokens of the sample corpus).
+// Models: bench/models/NAME/FILE.gguf (bench/export_onnx.py); `default q8_0` falls back to
+// the shipped models/default.gguf.
 import { start } from '../tests/browser/harness.mjs';
 
 const model = process.argv[2] || 'default';
@@ -10,15 +13,22 @@ const file = process.argv[3] || 'q8_0';
 const what = process.argv[4] || 'generate';
 const h = await start();
 h.page.setDefaultTimeout(0);
-await h.page.goto(`${h.origin}/bench/page.html`);
-await h.page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+// A page without ONNX Runtime (bench/page.html needs `npm ci` in bench/).
+await h.page.goto(`${h.origin}/bench/threads.html`);
 await h.page.evaluate(async ({ model, file, what }) => {
-  const { DiffusionLM } = await import('../pkg/src/index.js');
-  window.lm = await DiffusionLM.load(`./models/${model}/${file}.gguf`, { worker: false, cache: false });
+  const { DiffusionLM } = await import('/pkg/src/index.js');
+  const local = `/bench/models/${model}/${file}.gguf`;
+  const found = (await fetch(local, { method: 'HEAD' })).ok;
+  window.lm = await DiffusionLM.load(found ? local : '/models/default.gguf', { worker: false, cache: false });
   const ids = Array.from({ length: 256 }, (_, i) => 5 + ((i * 7919) % 2000));
-  window.gen = what === 'forward'
-    ? async () => { await window.lm.logits(ids); }
-    : async (seed) => { for await (const _ of window.lm.generate('the', { length: 248, steps: 10, seed })); };
+  if (what === 'finetune') {
+    const run = window.lm.train(await (await fetch('/www/sample-corpus.txt')).text(), { mode: 'finetune', steps: 100000, adopt: false });
+    window.gen = async () => { await run.next(); };
+  } else {
+    window.gen = what === 'forward'
+      ? async () => { await window.lm.logits(ids); }
+      : async (seed) => { for await (const _ of window.lm.generate('the', { length: 248, steps: 10, seed })); };
+  }
   const t0 = performance.now();
   while (performance.now() - t0 < 4000) await window.gen(0); // let V8 tier the wasm up
 }, { model, file, what });
@@ -44,7 +54,8 @@ profile.samples.forEach((id, i) => {
   self.set(name, (self.get(name) || 0) + t);
   total += t;
 });
-console.log(`${model} ${file}: ${what === 'forward' ? 'forward, 256 tokens, all logits' : 'generation of 251 tokens × 10 steps'}, ${ms.toFixed(0)} ms (mean of 3)\n`);
+const label = { forward: 'forward, 256 tokens, all logits', generate: 'generation of 251 tokens × 10 steps', finetune: 'a LoRA fine-tuning step, 16 × 64 tokens' }[what];
+console.log(`${model} ${file}: ${label}, ${ms.toFixed(0)} ms (mean of 3)\n`);
 console.log('| self % | function |\n|---|---|');
 for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`| ${(100 * t / total).toFixed(1)} | ${name.slice(0, 110)} |`);
 await h.close();

@@ -10,6 +10,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
 use super::int8::QWeights;
+use super::train_gemm::WeightView;
 use super::{gemm, par, simd, Activation, Kernels, Ops};
 use crate::error::Result;
 
@@ -29,7 +30,9 @@ pub struct Linear {
     /// Stored quantized in the file: inference may use the integer kernel.
     pub quantized: bool,
     /// The integer kernel's copy of the weight, made on first use.
-    int8: OnceLock<QWeights>,
+    int8: OnceLock<Arc<QWeights>>,
+    /// The same of the transposed weight, for a frozen linear's backward (training only).
+    int8_t: OnceLock<Arc<QWeights>>,
     /// A trained low-rank update added to this linear's output (a LoRA fine-tune).
     pub adapter: Option<Adapter>,
 }
@@ -72,12 +75,12 @@ impl Linear {
     /// From f32 weights `[out, in]`; `quantized` when the file stored them quantized.
     pub fn new(weight: Tensor, bias: Option<Tensor>, quantized: bool) -> Result<Self> {
         let dims = weight.dims2()?;
-        Ok(Self { weight: weight.into(), blocks: None, dims, bias, quantized, int8: Default::default(), adapter: None })
+        Ok(Self { weight: weight.into(), blocks: None, dims, bias, quantized, int8: Default::default(), int8_t: Default::default(), adapter: None })
     }
 
     /// From quantized blocks of shape `dims`, dequantized when an f32 form is needed.
     pub fn from_blocks(blocks: Arc<QTensor>, bias: Option<Tensor>, dims: (usize, usize), quantized: bool) -> Self {
-        Self { weight: Default::default(), blocks: Some(blocks), dims, bias, quantized, int8: Default::default(), adapter: None }
+        Self { weight: Default::default(), blocks: Some(blocks), dims, bias, quantized, int8: Default::default(), int8_t: Default::default(), adapter: None }
     }
 
     /// The stored quantized blocks, when the weight came as blocks.
@@ -97,17 +100,46 @@ impl Linear {
 
     /// The integer kernel's form of the weight, made on first use (from a temporary f32 copy
     /// when no f32 form is kept).
-    fn int8(&self) -> Result<&QWeights> {
-        if let Some(q) = self.int8.get() {
+    fn int8(&self) -> Result<&Arc<QWeights>> {
+        let (n, k) = self.dims;
+        self.int8_of(&self.int8, |w| Ok(QWeights::from_f32(w, n, k)))
+    }
+
+    /// The integer form of `Wᵀ` (`[in, out]`, groups along `out`).
+    fn int8_transposed(&self) -> Result<&Arc<QWeights>> {
+        let (n, k) = self.dims;
+        self.int8_of(&self.int8_t, |w| {
+            // SAFETY: transpose writes all n × k outputs.
+            let wt = unsafe { par::written(n * k, |o| Ok::<_, crate::error::Error>(gemm::transpose(w, n, k, o))) }?;
+            Ok(QWeights::from_f32(&wt, k, n))
+        })
+    }
+
+    fn int8_of<'a>(&self, slot: &'a OnceLock<Arc<QWeights>>, make: impl FnOnce(&[f32]) -> Result<QWeights>) -> Result<&'a Arc<QWeights>> {
+        if let Some(q) = slot.get() {
             return Ok(q);
         }
-        let (n, k) = self.dims;
-        let make = |w: &Tensor| with_f32(w, |w| QWeights::from_f32(w, n, k));
         let q = match (self.weight.get(), &self.blocks) {
-            (None, Some(b)) => make(&b.dequantize(&Device::Cpu)?)?,
-            _ => make(self.weight()?)?,
+            (None, Some(b)) => with_f32(&b.dequantize(&Device::Cpu)?, make)??,
+            _ => with_f32(self.weight()?, make)??,
         };
-        Ok(self.int8.get_or_init(|| q))
+        Ok(slot.get_or_init(|| Arc::new(q)))
+    }
+
+    /// Whether the weight gets no gradient (a fine-tune's frozen base). One kept in stored
+    /// blocks with no f32 form is frozen: trained weights are f32 variables.
+    pub fn is_frozen(&self) -> bool {
+        self.weight.get().is_none_or(|w| !w.track_op())
+    }
+
+    /// A frozen weight as training's ops read it: through the integer kernel, forward and
+    /// backward, where inference uses it for this weight (`kernels`), else in f32.
+    pub fn frozen(&self, kernels: Kernels) -> Result<WeightView> {
+        Ok(if self.quantized && kernels.int8 {
+            WeightView::Int8 { w: self.int8()?.clone(), wt: self.int8_transposed()?.clone() }
+        } else {
+            WeightView::F32(self.weight()?.clone())
+        })
     }
 }
 
@@ -230,9 +262,9 @@ impl Ops for Train {
         let (n, k) = l.dims;
         let mut dims = x.dims().to_vec();
         *dims.last_mut().expect("x has a last dimension") = n;
-        let frozen = !l.weight()?.track_op();
+        let frozen = l.is_frozen();
         let y = match &l.adapter {
-            Some(a) if frozen => super::train_gemm::lora_linear(&x.reshape(((), k))?, l.weight()?, l.bias.as_ref(), &a.a, &a.b, a.scale)?.reshape(dims)?,
+            Some(a) if frozen => super::train_gemm::lora_linear(&x.reshape(((), k))?, l.frozen(self.kernels)?, l.bias.as_ref(), &a.a, &a.b, a.scale)?.reshape(dims)?,
             _ if self.kernels.own_gemm || frozen => {
                 let y = super::train_gemm::matmul_t(&x.reshape(((), k))?, l.weight()?)?.reshape(dims)?;
                 let y = match &l.bias {

@@ -212,26 +212,55 @@ pub fn exp(x_in: F4) -> F4 {
 /// t = 1 / (1 + p·z), |error| ≤ 1.5e-7), so negative inputs lose no digits to cancellation.
 #[inline(always)]
 pub fn gelu_erf(x: F4) -> F4 {
+    mul(x, normal_cdf(x).0)
+}
+
+/// The slope of exact GELU, `Φ(x) + x · φ(x)`, per lane (training's backward).
+#[inline(always)]
+pub fn gelu_erf_slope(x: F4) -> F4 {
+    let (cdf, e) = normal_cdf(x);
+    // φ(x) = e^{-x²/2} / √(2π)
+    mul_add(cdf, mul(x, e), splat(0.398_942_3))
+}
+
+/// `(Φ(x), e^{-x²/2})`: the standard normal's CDF ([`gelu_erf`]'s method) and the Gaussian
+/// factor it computes on the way.
+#[inline(always)]
+fn normal_cdf(x: F4) -> (F4, F4) {
     let z = mul(abs(x), splat(std::f32::consts::FRAC_1_SQRT_2));
     let t = div(splat(1.0), mul_add(splat(1.0), splat(0.327_591_1), z));
     let mut p = splat(1.061_405_4);
     for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
         p = mul_add(splat(c), p, t);
     }
-    let erfc = mul(mul(p, t), exp(sub(splat(0.0), mul(z, z))));
+    let e = exp(sub(splat(0.0), mul(z, z)));
     // Φ(x) = 1 - erfc/2 for x ≥ 0, erfc/2 below.
-    let half = mul(erfc, splat(0.5));
-    mul(x, select_nonneg(x, sub(splat(1.0), half), half))
+    let half = mul(mul(mul(p, t), e), splat(0.5));
+    (select_nonneg(x, sub(splat(1.0), half), half), e)
 }
 
 /// `transformers`' `gelu_new`: `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`, with
 /// `1 + tanh(u) = 2 / (1 + e^{-2u})`.
 #[inline(always)]
 pub fn gelu_tanh(x: F4) -> F4 {
+    mul(x, tanh_gate(x))
+}
+
+/// The slope of `gelu_new`: with `s = σ(2u)`, `s + x · s · (1 - s) · 2u'(x)`.
+#[inline(always)]
+pub fn gelu_tanh_slope(x: F4) -> F4 {
+    let c = (2.0f32 / std::f32::consts::PI).sqrt();
+    let s = tanh_gate(x);
+    let du = mul(splat(2.0 * c), mul_add(splat(1.0), splat(3.0 * 0.044_715), mul(x, x)));
+    mul_add(s, mul(mul(x, s), sub(splat(1.0), s)), du)
+}
+
+/// `(1 + tanh(u)) / 2 = σ(2u)` with `u = √(2/π) · (x + 0.044715 x³)`.
+#[inline(always)]
+fn tanh_gate(x: F4) -> F4 {
     let c = (2.0f32 / std::f32::consts::PI).sqrt();
     let u = mul(mul(x, splat(c)), mul_add(splat(1.0), splat(0.044_715), mul(x, x)));
-    let e = exp(mul(u, splat(-2.0)));
-    div(x, add(splat(1.0), e))
+    div(splat(1.0), add(splat(1.0), exp(mul(u, splat(-2.0)))))
 }
 
 /// Applies `f` to `xs` in place, four lanes at a time (the tail through a padded copy).

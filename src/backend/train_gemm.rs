@@ -12,6 +12,9 @@
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::train_rows::{column_sums, with_data};
+use std::sync::Arc;
+
+use super::int8::{self, QWeights};
 use super::{gemm, par, simd};
 
 struct MatmulT;
@@ -74,12 +77,56 @@ pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, MatmulT)
 }
 
+/// A weight as the training ops read it for their products with it (`x · Wᵀ` forward,
+/// `g · W` backward): f32 `W [out × in]`, or, for a frozen weight stored quantized where
+/// inference uses the integer kernel (wasm), that kernel's forms of `W` and `Wᵀ`: the products
+/// run on its 8-bit dot, with the activations or gradients quantized per row and group of 32
+/// as inference quantizes its activations.
+#[derive(Clone)]
+pub enum WeightView {
+    F32(Tensor),
+    Int8 { w: Arc<QWeights>, wt: Arc<QWeights> },
+}
+
+impl WeightView {
+    /// `(out, in)`.
+    fn dims(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            Self::F32(w) => w.dims2(),
+            Self::Int8 { w, .. } => Ok((w.n, w.k)),
+        }
+    }
+
+    /// `x · Wᵀ (+ bias)`, `[m × out]`.
+    fn forward(&self, x: &[f32], bias: Option<&[f32]>, m: usize) -> candle_core::Result<Vec<f32>> {
+        let (n, k) = self.dims()?;
+        match self {
+            Self::F32(w) => with_data(w, |w| {
+                // SAFETY: matmul_t writes all m × n outputs.
+                unsafe { par::written(m * n, |o| Ok::<_, candle_core::Error>(gemm::matmul_t(x, w, bias, m, k, n, o))) }
+            })?,
+            // SAFETY: matmul_q writes all m × n outputs.
+            Self::Int8 { w, .. } => unsafe { par::written(m * n, |o| Ok(int8::matmul_q(x, w, bias, m, o))) },
+        }
+    }
+
+    /// `g · W`, `[m × in]`, for `g [m × out]`.
+    fn backward(&self, g: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
+        let (n, k) = self.dims()?;
+        match self {
+            Self::F32(w) => with_data(w, |ws| product_t(g, &transposed(ws, n, k)?, m, n, k))?,
+            // SAFETY: matmul_q writes all m × k outputs.
+            Self::Int8 { wt, .. } => unsafe { par::written(m * k, |o| Ok(int8::matmul_q(g, wt, None, m, o))) },
+        }
+    }
+}
+
 /// A frozen linear with a trained low-rank update (LoRA), `y = x · Wᵀ + b + s · (x · Aᵀ) · Bᵀ`,
 /// as one op of `x [m × in]`, `A [r × in]` and `B [out × r]`: the update is added into the
 /// linear's output buffer rather than kept as two more `[m × out]` tensors for the backward.
 /// `W` and `b` get no gradient.
 struct LoraLinear {
-    w: Tensor,
+    w: WeightView,
     bias: Option<Tensor>,
     scale: f32,
 }
@@ -102,15 +149,12 @@ impl CustomOp3 for LoraLinear {
         let (x, m, k) = operand(s1, l1, "x")?;
         let (a, r, ka) = operand(s2, l2, "a")?;
         let (b, n, rb) = operand(s3, l3, "b")?;
-        let (wn, wk) = self.w.dims2()?;
+        let (wn, wk) = self.w.dims()?;
         if (ka, rb, wn, wk) != (k, r, n, k) {
             bail!("lora_linear: x {m}×{k}, A {r}×{ka}, B {n}×{rb}, W {wn}×{wk}");
         }
         let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
-        let mut y = with_data(&self.w, |w| {
-            // SAFETY: matmul_t writes all m × n outputs.
-            unsafe { par::written(m * n, |o| Ok::<_, candle_core::Error>(gemm::matmul_t(x, w, bias.as_deref(), m, k, n, o))) }
-        })??;
+        let mut y = self.w.forward(x, bias.as_deref(), m)?;
         let delta = product_t(&self.low(x, a, m, k, r)?, b, m, r, n)?;
         let out = par::Out::new(&mut y);
         par::for_each((m * n).div_ceil(1 << 14), |t| {
@@ -134,7 +178,7 @@ impl CustomOp3 for LoraLinear {
                         let gb = product_t(gs, &transposed(bs, n, r)?, m, n, r)?;
                         let dx = match x.track_op() {
                             true => {
-                                let mut dx = with_data(&self.w, |ws| product_t(gs, &transposed(ws, n, k)?, m, n, k))??;
+                                let mut dx = self.w.backward(gs, m)?;
                                 let low = product_t(&gb, &transposed(as_, r, k)?, m, r, k)?;
                                 dx.iter_mut().zip(&low).for_each(|(d, l)| *d += self.scale * l);
                                 Some(dx)
@@ -160,8 +204,12 @@ impl CustomOp3 for LoraLinear {
 
 /// `x · Wᵀ + b + scale · (x · Aᵀ) · Bᵀ` for rows `x [m × in]`, a frozen `W [out × in]` and
 /// bias, with gradients for `x`, `A [r × in]` and `B [out × r]`.
-pub fn lora_linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, a: &Tensor, b: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
-    let op = LoraLinear { w: w.contiguous()?, bias: bias.cloned(), scale: scale as f32 };
+pub fn lora_linear(x: &Tensor, w: WeightView, bias: Option<&Tensor>, a: &Tensor, b: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    let w = match w {
+        WeightView::F32(w) => WeightView::F32(w.contiguous()?),
+        q => q,
+    };
+    let op = LoraLinear { w, bias: bias.cloned(), scale: scale as f32 };
     x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op)
 }
 
@@ -171,6 +219,8 @@ pub fn lora_linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, a: &Tensor, b:
 /// softmax's each in a tensor of their own (an MLM head over a large vocabulary: most of a
 /// training step's memory).
 struct LinearCrossEntropy {
+    /// The weight's products (its gradient, when it trains, is taken from the f32 input).
+    w: WeightView,
     targets: Vec<u32>,
     /// The forward's softmax, for the backward (taken by it).
     probs: std::sync::Mutex<Option<Vec<f32>>>,
@@ -186,15 +236,14 @@ impl CustomOp3 for LinearCrossEntropy {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, rows, k) = operand(s1, l1, "x")?;
-        let (w, n, kw) = operand(s2, l2, "w")?;
+        let (_, n, kw) = operand(s2, l2, "w")?;
         let CpuStorage::F32(b) = s3 else { bail!("linear_cross_entropy: bias is not f32") };
         let Some((b0, b1)) = l3.contiguous_offsets() else { bail!("linear_cross_entropy: bias is not contiguous") };
         let b = &b[b0..b1];
         if k != kw || b.len() != n || rows != self.targets.len() || self.targets.iter().any(|&t| t as usize >= n) {
             bail!("linear_cross_entropy: x {rows}×{k}, w {n}×{kw}, bias {}, {} targets (all below {n})", b.len(), self.targets.len());
         }
-        // SAFETY: matmul_t writes all rows × n outputs.
-        let mut p = unsafe { par::written(rows * n, |o| Ok::<_, candle_core::Error>(gemm::matmul_t(x, w, Some(b), rows, k, n, o))) }?;
+        let mut p = self.w.forward(x, Some(b), rows)?;
         let mut ce = vec![0f32; rows];
         let (probs, losses) = (par::Out::new(&mut p), par::Out::new(&mut ce));
         par::for_each(rows.div_ceil(CE_ROWS), |task| {
@@ -232,7 +281,7 @@ impl CustomOp3 for LinearCrossEntropy {
         });
         let dev = x.device();
         let dx = match x.track_op() {
-            true => Some(Tensor::from_vec(with_data(w, |ws| product_t(&grad, &transposed(ws, n, k)?, rows, n, k))??, (rows, k), dev)?),
+            true => Some(Tensor::from_vec(self.w.backward(&grad, rows)?, (rows, k), dev)?),
             false => None,
         };
         let dw = match w.track_op() {
@@ -248,10 +297,15 @@ impl CustomOp3 for LinearCrossEntropy {
 }
 
 /// Cross-entropy `[rows]` of the rows of `x · wᵀ + b` (`x [rows × k]`, `w [n × k]`) against
-/// `targets`, with gradients for `x`, `w` and `b`.
-pub fn linear_cross_entropy(x: &Tensor, w: &Tensor, b: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
-    let op = LinearCrossEntropy { targets: targets.to_vec(), probs: Default::default() };
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)
+/// `targets`, with gradients for `x`, `w` and `b`; `view`, when given, is how the products read
+/// a frozen `w` (else in f32).
+pub fn linear_cross_entropy(x: &Tensor, w: &Tensor, view: Option<WeightView>, b: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
+    if view.is_some() && w.track_op() {
+        bail!("linear_cross_entropy: a trained weight is read in f32");
+    }
+    let w = w.contiguous()?;
+    let op = LinearCrossEntropy { w: view.unwrap_or_else(|| WeightView::F32(w.clone())), targets: targets.to_vec(), probs: Default::default() };
+    x.contiguous()?.apply_op3(&w, &b.contiguous()?, op)
 }
 
 #[cfg(test)]
@@ -292,7 +346,7 @@ mod tests {
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, n, &dev).unwrap()).unwrap();
         let targets: Vec<u32> = (0..rows as u32).map(|r| r * 11 % n as u32).collect();
         let weights = Tensor::randn(0f32, 1.0, rows, &dev).unwrap();
-        let ours = linear_cross_entropy(&x, &w, &b, &targets).unwrap();
+        let ours = linear_cross_entropy(&x, &w, None, &b, &targets).unwrap();
         let logits = x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&b).unwrap();
         let logp = candle_nn::ops::log_softmax(&logits, 1).unwrap();
         let idx = Tensor::new(targets.as_slice(), &dev).unwrap().unsqueeze(1).unwrap();
@@ -308,7 +362,7 @@ mod tests {
         for (v, what) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
             close(go.get(v).unwrap(), gt.get(v).unwrap(), what);
         }
-        assert!(linear_cross_entropy(&x, &w, &b, &[n as u32; 19]).is_err(), "a target outside the vocabulary");
+        assert!(linear_cross_entropy(&x, &w, None, &b, &[n as u32; 19]).is_err(), "a target outside the vocabulary");
     }
 
     /// The fused LoRA linear equals the frozen linear plus the low-rank product written from
@@ -323,7 +377,7 @@ mod tests {
         let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (r, k), &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, r), &dev).unwrap()).unwrap();
         let weights = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
-        let ours = lora_linear(&x, &w, Some(&bias), &a, &b, 1.5).unwrap();
+        let ours = lora_linear(&x, WeightView::F32(w.clone()), Some(&bias), &a, &b, 1.5).unwrap();
         let low = (x.matmul(&a.t().unwrap()).unwrap() * 1.5).unwrap();
         let theirs = (x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap() + low.matmul(&b.t().unwrap()).unwrap()).unwrap();
         let close = |p: &Tensor, q: &Tensor, what: &str| {

@@ -10,6 +10,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 
 use super::par::{self, Out};
+use super::simd;
 
 /// Rows per task.
 const TASK_ROWS: usize = 16;
@@ -178,25 +179,22 @@ pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
 }
 
-/// GELU, exact (`tanh: false`, through candle's own `erf`, so the forward is candle's
-/// `gelu_erf` to the bit) or the tanh approximation (`transformers`' gelu_new).
+/// GELU, exact (`tanh: false`) or the tanh approximation (`transformers`' gelu_new), on the
+/// vectorised kernels inference uses ([`simd::gelu_erf`]; libm's scalar `erff` and `expf`
+/// were a tenth of a fine-tuning step in Chromium).
 struct Gelu {
     tanh: bool,
 }
 
-/// √(2/π), the tanh approximation's scale.
-const GELU_C: f32 = 0.797_884_6;
-
 impl Gelu {
-    /// `(gelu(x), gelu'(x))`.
-    fn at(&self, x: f32) -> (f32, f32) {
-        if self.tanh {
-            let t = (GELU_C * (x + 0.044_715 * x * x * x)).tanh();
-            (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044_715 * x * x))
-        } else {
-            let erf = candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2);
-            // φ(x) = e^(−x²/2) / √(2π)
-            ((erf + 1.0) * 0.5 * x, 0.5 * (1.0 + erf) + x * (-0.5 * x * x).exp() * 0.398_942_3)
+    /// `f` (the function or its slope) of the row `x` into `out`.
+    fn map(&self, x: &[f32], out: &mut [f32], slope: bool) {
+        out.copy_from_slice(x);
+        match (self.tanh, slope) {
+            (false, false) => simd::map_in_place(out, simd::gelu_erf),
+            (false, true) => simd::map_in_place(out, simd::gelu_erf_slope),
+            (true, false) => simd::map_in_place(out, simd::gelu_tanh),
+            (true, true) => simd::map_in_place(out, simd::gelu_tanh_slope),
         }
     }
 }
@@ -209,9 +207,7 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = data(s, l, self.name())?;
         let w = (*l.dims().last().unwrap_or(&1)).max(1);
-        let y = map_rows(x.len() / w, w, |r, out| {
-            out.iter_mut().zip(&x[r * w..(r + 1) * w]).for_each(|(o, &v)| *o = self.at(v).0);
-        })?;
+        let y = map_rows(x.len() / w, w, |r, out| self.map(&x[r * w..(r + 1) * w], out, false))?;
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -220,9 +216,8 @@ impl CustomOp1 for Gelu {
         let dx = with_data(x, |xs| {
             with_data(g, |gs| {
                 map_rows(xs.len() / w, w, |r, out| {
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = gs[r * w + j] * self.at(xs[r * w + j]).1;
-                    }
+                    self.map(&xs[r * w..(r + 1) * w], out, true);
+                    out.iter_mut().zip(&gs[r * w..(r + 1) * w]).for_each(|(o, g)| *o *= g);
                 })
             })
         })???;
@@ -250,10 +245,9 @@ impl CustomOp1 for Softmax {
             return Ok((CpuStorage::F32(Vec::new()), l.shape().clone()));
         }
         let y = map_rows(x.len() / w, w, |r, out| {
-            let row = &x[r * w..(r + 1) * w];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-            out.iter_mut().zip(row).for_each(|(o, v)| *o = (v - max).exp() / sum);
+            out.copy_from_slice(&x[r * w..(r + 1) * w]);
+            let inv = 1.0 / simd::exp_shifted_row(out);
+            out.iter_mut().for_each(|o| *o *= inv);
         })?;
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }

@@ -256,7 +256,8 @@ impl Encoder {
         let y = forward::head_transform(ops, &self.weights, &self.wiring, &x)?;
         let d = &self.weights.decoder;
         let bias = d.bias.as_ref().expect("the decoder has its output bias (checked at load)");
-        Ok(crate::backend::train_gemm::linear_cross_entropy(&y, d.weight()?, bias, targets)?)
+        let view = if d.is_frozen() { Some(d.frozen(self.kernels)?) } else { None };
+        Ok(crate::backend::train_gemm::linear_cross_entropy(&y, d.weight()?, view, bias, targets)?)
     }
 
     /// Logits `[positions.len(), vocab]` for selected positions of one sequence.
