@@ -289,14 +289,7 @@ impl Ops for Train {
         Ok((a + b)?)
     }
     fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
-        let (b, tq, h) = q.dims3()?;
-        let tk = k.dim(1)?;
-        let hd = h / heads;
-        let split = |y: &Tensor, t: usize| -> Result<Tensor> { Ok(y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
-        let (q, k, v) = (split(q, tq)?, split(k, tk)?, split(v, tk)?);
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let probs = super::train_rows::softmax(&scores)?;
-        Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, tq, h))?)
+        Ok(super::train_attention::attention(q, k, v, heads)?)
     }
     fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         gather_rows(x, rows)

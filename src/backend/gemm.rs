@@ -154,6 +154,41 @@ pub fn transpose(x: &[f32], r: usize, c: usize, out: &Out) {
     });
 }
 
+/// `out[p × q] = aᵀ · b` for `a [m × p]` and `b [m × q]`: a reduction over the rows, as the
+/// gradients of LoRA's thin factors are (`p` or `q` is the rank), without transposing either
+/// operand (the `m × k` transposes that [`matmul_t`] needs cost more than these products).
+/// Tasks across the pool are blocks of [`TN_COLS`] columns; each output sums its rows in order,
+/// whatever the thread count. Writes every element of `out`'s first `p × q`.
+pub fn matmul_tn(a: &[f32], b: &[f32], m: usize, p: usize, q: usize, out: &Out) {
+    assert!(a.len() >= m * p && b.len() >= m * q && out.len() >= p * q, "matmul_tn: slices too short");
+    par::for_each(q.div_ceil(TN_COLS), |t| {
+        let (j0, j1) = (t * TN_COLS, ((t + 1) * TN_COLS).min(q));
+        let w = j1 - j0;
+        let w4 = w / 4 * 4;
+        let mut acc = vec![0f32; p * w];
+        for row in 0..m {
+            let (ar, br) = (&a[row * p..(row + 1) * p], &b[row * q + j0..row * q + j1]);
+            for (i, &s) in ar.iter().enumerate() {
+                let (sv, dst) = (lanes::splat(s), &mut acc[i * w..(i + 1) * w]);
+                for j in (0..w4).step_by(4) {
+                    // SAFETY: j + 4 <= w4 <= w, the length of both `dst` and `br`.
+                    unsafe { lanes::store(dst.as_mut_ptr().add(j), lanes::mul_add(lanes::load(dst.as_ptr().add(j)), sv, lanes::load(br.as_ptr().add(j)))) }
+                }
+                for j in w4..w {
+                    dst[j] += s * br[j];
+                }
+            }
+        }
+        for i in 0..p {
+            // SAFETY: columns j0..j1 of every output row belong to this task alone.
+            unsafe { out.slice(i * q + j0, w) }.copy_from_slice(&acc[i * w..(i + 1) * w]);
+        }
+    });
+}
+
+/// Columns per task of [`matmul_tn`]: with the rank's 8 rows, 2 KiB of accumulators.
+const TN_COLS: usize = 64;
+
 /// 4 rows × 8 columns: 8 accumulators + 2 loads + 1 broadcast registers.
 const NN_ROWS: usize = 4;
 const NN_COLS: usize = 8;
@@ -217,6 +252,24 @@ mod tests {
             let want = reference(&x, &wt, None, m, k, n);
             for (a, e) in y.iter().zip(&want) {
                 assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()) * (k as f32).sqrt(), "{m}×{k}×{n}: {a} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_left_product_matches_a_plain_loop_on_awkward_shapes() {
+        let mut rng = crate::rng::Rng::new(7);
+        // Column counts around the 4 lanes and the 64-column task, LoRA's rank-8 shapes.
+        for &(m, p, q) in &[(1, 1, 1), (5, 3, 7), (37, 8, 131), (64, 8, 384), (33, 200, 8)] {
+            let a: Vec<f32> = (0..m * p).map(|_| rng.next_f32() - 0.5).collect();
+            let b: Vec<f32> = (0..m * q).map(|_| rng.next_f32() - 0.5).collect();
+            let mut y = vec![f32::NAN; p * q];
+            matmul_tn(&a, &b, m, p, q, &Out::new(&mut y));
+            // aᵀ · b = (aᵀ) · (bᵀ)ᵀ: the plain loop on transposed copies.
+            let t = |x: &[f32], r: usize, c: usize| (0..r * c).map(|i| x[(i % r) * c + i / r]).collect::<Vec<f32>>();
+            let want = reference(&t(&a, m, p), &t(&b, m, q), None, p, m, q);
+            for (x, e) in y.iter().zip(&want) {
+                assert!((x - e).abs() <= 1e-5 * (1.0 + e.abs()) * (m as f32).sqrt(), "{m}×{p}×{q}: {x} vs {e}");
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod int8;
 pub mod par;
 pub mod rank;
 pub mod simd;
+pub mod train_attention;
 pub mod train_gemm;
 pub mod train_rows;
 #[cfg(feature = "webgpu")]

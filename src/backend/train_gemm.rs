@@ -72,6 +72,12 @@ fn product_t(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> candle_core:
     unsafe { par::written(m * n, |o| Ok(gemm::matmul_t(x, w, None, m, k, n, o))) }
 }
 
+/// `a[m × p]ᵀ · b[m × q]`, across the pool.
+fn product_tn(a: &[f32], b: &[f32], m: usize, p: usize, q: usize) -> candle_core::Result<Vec<f32>> {
+    // SAFETY: matmul_tn writes all p × q outputs.
+    unsafe { par::written(p * q, |o| Ok(gemm::matmul_tn(a, b, m, p, q, o))) }
+}
+
 /// `a · bᵀ` for f32 `a [m × k]` and `b [n × k]`, with gradients for both.
 pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, MatmulT)
@@ -185,10 +191,12 @@ impl CustomOp3 for LoraLinear {
                             }
                             false => None,
                         };
-                        let mut da = product_t(&transposed(&gb, m, r)?, &transposed(xs, m, k)?, r, m, k)?;
+                        let mut da = product_tn(&gb, xs, m, r, k)?;
                         da.iter_mut().for_each(|v| *v *= self.scale);
                         let low = self.low(xs, as_, m, k, r)?;
-                        let db = product_t(&transposed(gs, m, n)?, &transposed(&low, m, r)?, n, m, r)?;
+                        // dB = gᵀ · low, as (lowᵀ · g)ᵀ: the reduction split across the pool by
+                        // B's `out` rows rather than its rank columns.
+                        let db = transposed(&product_tn(&low, gs, m, r, n)?, r, n)?;
                         Ok((dx, da, db))
                     })
                 })
