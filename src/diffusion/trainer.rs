@@ -682,6 +682,18 @@ mod tests {
         (w.to_scalar::<f32>().unwrap() as f64, w.backward().unwrap())
     }
 
+    /// Gives the adapters' B values (it starts at zero, where A's gradient vanishes) and draws
+    /// a batch masked at rate 0.5.
+    fn nonzero_b_and_a_batch(t: &mut Trainer, seed: u64) -> super::super::objective::MaskedBatch {
+        let mut rng = Rng::new(seed);
+        for (_, v) in t.vars.iter().filter(|(n, _)| n.ends_with("lora_b")) {
+            let vals: Vec<f32> = (0..v.elem_count()).map(|_| rng.next_f32() - 0.5).collect();
+            v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap()).unwrap();
+        }
+        let seqs = t.batch();
+        mask_batch(&seqs, t.codec.mask_id, MaskSchedule::DEFAULT, 0, Some(0.5), &mut t.rng)
+    }
+
     /// Every adapter entry's gradient (three per tensor) against a central difference of the
     /// loss, on our GEMM (wasm's path) and candle's matmul, with frozen layers below.
     #[test]
@@ -691,14 +703,7 @@ mod tests {
             let mut t = Trainer::new(&model, &docs(), lora(3, Some(1))).unwrap();
             t.encoder.kernels = kernels;
             assert_eq!(t.from_layer(), model.config().num_hidden_layers - 1);
-            // B starts at zero, where A's gradient vanishes: give it values first.
-            let mut rng = Rng::new(3);
-            for (_, v) in t.vars.iter().filter(|(n, _)| n.ends_with("lora_b")) {
-                let vals: Vec<f32> = (0..v.elem_count()).map(|_| rng.next_f32() - 0.5).collect();
-                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap()).unwrap();
-            }
-            let seqs = t.batch();
-            let b = mask_batch(&seqs, t.codec.mask_id, MaskSchedule::DEFAULT, 0, Some(0.5), &mut t.rng);
+            let b = nonzero_b_and_a_batch(&mut t, 3);
             let (_, grads) = loss_of(&t, &b);
             let h = 1e-2f32;
             for (name, v) in &t.vars {
@@ -735,13 +740,7 @@ mod tests {
         let run = |int8: bool| {
             let mut t = Trainer::new(&model, &docs(), TrainOptions { batch_size: 4, ..lora(4, Some(2)) }).unwrap();
             t.encoder.kernels = Kernels { own_gemm: true, int8 };
-            let mut rng = Rng::new(5);
-            for (_, v) in t.vars.iter().filter(|(n, _)| n.ends_with("lora_b")) {
-                let vals: Vec<f32> = (0..v.elem_count()).map(|_| rng.next_f32() - 0.5).collect();
-                v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap()).unwrap();
-            }
-            let seqs = t.batch();
-            let b = mask_batch(&seqs, t.codec.mask_id, MaskSchedule::DEFAULT, 0, Some(0.5), &mut t.rng);
+            let b = nonzero_b_and_a_batch(&mut t, 5);
             let (loss, grads) = loss_of(&t, &b);
             let g: Vec<(String, Vec<f32>)> = t.vars.iter().map(|(n, v)| (n.clone(), grads.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap())).collect();
             (loss, g)
