@@ -230,7 +230,7 @@ export interface TrainOptions {
   seqLen?: number;
   schedule?: 'continuous' | `continuous:${number}` | `steps:${number}`;
   maxPrefix?: number;
-  /** Default: 5 % of `steps`, 1 to 200. */
+  /** Default: 5 % of `steps`, 1 to 200 (10 for `seconds` given without `steps`). */
   warmup?: number;
   decay?: 'cosine' | 'linear' | 'constant';
   minLrRatio?: number;

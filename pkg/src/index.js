@@ -490,10 +490,8 @@ class TrainStream extends LockedStream {
   }
 
   async _sample() {
-    const t = this._lm._t;
-    if (this._step > 0) await t.call('trainAdopt', []);
     const prompt = this._o.samplePrompt ?? (await this._begin()).samplePrompt;
-    return t.call('trainSample', [prompt, this._o.sampleLength]);
+    return this._lm._t.call('trainSample', [prompt, this._o.sampleLength]);
   }
 
   /** The run's time budget is spent. */

@@ -88,9 +88,11 @@ options! {
         /// Peak learning rate; by default the method's: 1e-3 lora, 1e-4 top or full fine-tuning,
         /// 2e-3 from scratch.
         lr: Option<f64> = None, Kind::real(gt(0.0), lt(1.0));
-        /// Steps of linear learning-rate warm-up; by default 5 % of steps, 1 to 200.
+        /// Steps of linear learning-rate warm-up; by default 5 % of steps, 1 to 200 (10 for a time
+        /// budget given without steps).
         warmup: Option<usize> = None, Kind::int(0, 1_000_000);
-        /// Optimizer steps; the learning-rate schedule spans them.
+        /// Optimizer steps; the learning-rate schedule spans them (or `seconds`, whichever ends
+        /// the run first).
         steps: usize = 200, Kind::int(1, 100_000_000);
         /// A time budget: the run ends after this many seconds of training, or at `steps`,
         /// whichever comes first; the learning rate decays over whichever ends the run.

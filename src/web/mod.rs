@@ -381,15 +381,25 @@ impl Engine {
         to_js(&t.step().map_err(js_err)?)
     }
 
-    /// A sample of the generating model (the loaded one before the run's first adopted step)
-    /// drawn the way the run's samples are ([`Trainer::sample_options`]).
+    /// A sample of the run's weights as they are now (before its first step, the loaded
+    /// model's), drawn the way the run's samples are ([`Trainer::sample_options`]). The model
+    /// that generates stays as it is: a run hands its weights over when it ends (`trainAdopt`),
+    /// or not at all (`adopt: false`).
     #[wasm_bindgen(js_name = trainSample)]
     pub fn train_sample(&self, prompt: &str, length: usize) -> Result<String, JsValue> {
         let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let trained;
+        let model = match t.step {
+            0 => &*self.model,
+            _ => {
+                trained = t.snapshot().map_err(js_err)?;
+                &trained
+            }
+        };
         let req = GenerateRequest::sample(prompt, length, &t.sample_options());
-        let session = req.into_session(&self.model).map_err(js_err)?;
-        let out = crate::diffusion::run(&*self.model, session, |_| true).map_err(js_err)?;
-        Ok(self.model.codec.render(&out.canvas.ids, "[MASK]"))
+        let session = req.into_session(model).map_err(js_err)?;
+        let out = crate::diffusion::run(model, session, |_| true).map_err(js_err)?;
+        Ok(model.codec.render(&out.canvas.ids, "[MASK]"))
     }
 
     /// Held-out ELBO perplexity of the current weights.

@@ -227,7 +227,9 @@ test('a LoRA fine-tune saves adapters that load onto the same base, and a time b
   assert.notDeepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), await lm.logits([0, 5, 6, 7, 2], [2]));
   // A time budget alone: many steps scheduled, the run ends on time, the learning rate
   // decaying over the time (after a one-step warm-up: falling from its peak).
-  const budget = fresh.train(corpus, { mode: 'finetune', seconds: 1, warmup: 1, seqLen: 32, batchSize: 2, adopt: false });
+  // Samples during it come from the trained weights, yet `adopt: false` keeps the model.
+  const kept = await fresh.logits([0, 5, 6, 7, 2], [2]);
+  const budget = fresh.train(corpus, { mode: 'finetune', seconds: 1, warmup: 1, seqLen: 32, batchSize: 2, adopt: false, sampleEvery: 1, sampleLength: 4 });
   assert.ok((await budget.start).steps > 1000);
   const t0 = performance.now();
   const lrs = [];
@@ -235,6 +237,7 @@ test('a LoRA fine-tune saves adapters that load onto the same base, and a time b
   assert.ok(lrs.length >= 2 && performance.now() - t0 < 6000, `${lrs.length} steps in ${performance.now() - t0} ms`);
   const peak = lm.options.defaultLr.lora;
   assert.ok(lrs[0] === peak && lrs.at(-1) < peak && lrs.every((x, i) => i === 0 || x <= lrs[i - 1]), `learning rates ${lrs}`);
+  assert.deepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), kept, 'adopt: false keeps the loaded model');
   await tuned.dispose();
   await fresh.dispose();
 });
