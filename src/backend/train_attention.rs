@@ -11,7 +11,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::par::{self, Out};
-use super::train_rows::with_data;
+use super::train_rows::{data, with_data};
 use super::{gemm, simd};
 
 struct Attention {
@@ -20,13 +20,6 @@ struct Attention {
     probs: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
-/// Dims of `[b, t, h]` activations.
-fn dims(l: &Layout, which: &str) -> candle_core::Result<(usize, usize, usize)> {
-    if l.contiguous_offsets().is_none() {
-        bail!("attention: {which} is not contiguous");
-    }
-    l.shape().dims3()
-}
 
 /// Rows `t` of one head (`hd` columns from `head · hd`) of sequence `bi` of `x [b, t, h]`, as a
 /// `[t × hd]` block, or transposed (`[hd × t]`).
@@ -54,24 +47,17 @@ fn transposed(x: &[f32], r: usize, c: usize) -> Vec<f32> {
     out
 }
 
-/// The f32 data of a contiguous storage.
-fn data<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else { bail!("attention: not f32") };
-    let (a, b) = l.contiguous_offsets().expect("checked contiguous");
-    Ok(&d[a..b])
-}
-
 impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
         "unmask-attention"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let ((b, tq, h), (bk, tk, hk), vd) = (dims(l1, "q")?, dims(l2, "k")?, dims(l3, "v")?);
+        let ((b, tq, h), (bk, tk, hk), vd) = (l1.shape().dims3()?, l2.shape().dims3()?, l3.shape().dims3()?);
         if (bk, hk) != (b, h) || vd != (b, tk, h) || h % self.heads != 0 {
             bail!("attention: q {b}×{tq}×{h}, k {bk}×{tk}×{hk}, v {vd:?}, {} heads", self.heads);
         }
-        let (q, k, v) = (data(s1, l1)?, data(s2, l2)?, data(s3, l3)?);
+        let (q, k, v) = (data(s1, l1, "attention q")?, data(s2, l2, "attention k")?, data(s3, l3, "attention v")?);
         let (heads, hd) = (self.heads, h / self.heads);
         let scale = 1.0 / (hd as f32).sqrt();
         let mut probs = vec![0f32; b * heads * tq * tk];

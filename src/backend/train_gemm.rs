@@ -9,12 +9,12 @@
 //! O(m·n·k). The weight's gradient is skipped when the weight is frozen, and
 //! the input's when nothing below it trains.
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
-
-use super::train_rows::{column_sums, with_data};
 use std::sync::Arc;
 
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
 use super::int8::{self, QWeights};
+use super::train_rows::{column_sums, with_data};
 use super::{gemm, par, simd};
 
 struct MatmulT;

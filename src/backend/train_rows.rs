@@ -16,7 +16,7 @@ use super::simd;
 const TASK_ROWS: usize = 16;
 
 /// The f32 data of a contiguous operand.
-fn data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+pub(super) fn data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else { bail!("{op}: not f32") };
     let Some((a, b)) = l.contiguous_offsets() else { bail!("{op}: not contiguous") };
     Ok(&v[a..b])
