@@ -179,10 +179,13 @@ impl TextCodec {
 
 /// `transformers`' `clean_up_tokenization` (no space before punctuation and English
 /// contractions), then what WordPiece's spacing loses and people write tight: hyphenated
-/// words (`third - largest` → `third-largest`), the inside of brackets (`( 2, 000 sq mi )` →
-/// `(2,000 sq mi)`), digit groups (`2, 000` → `2,000`), and no space before `;` or `:`.
+/// words (`third - largest` → `third-largest`), dashes (`so - - and` → `so--and`, as the
+/// Gutenberg texts write them), the inside of brackets (`( 2, 000 sq mi )` → `(2,000 sq mi)`)
+/// and of double quotes (`" yes, " he said` → `"yes," he said`), digit groups (`2, 000` →
+/// `2,000`), and no space before `;` or `:`.
 fn clean_up_spaces(text: &str) -> String {
-    const RULES: [(&str, &str); 14] = [
+    const RULES: [(&str, &str); 15] = [
+        (" - - ", "--"),
         (" .", "."),
         (" ?", "?"),
         (" !", "!"),
@@ -199,7 +202,29 @@ fn clean_up_spaces(text: &str) -> String {
         (" )", ")"),
     ];
     let text = RULES.iter().fold(text.to_string(), |t, (from, to)| t.replace(from, to));
-    tighten(&text)
+    quote(&tighten(&text))
+}
+
+/// Attaches each standalone `"` to the text it quotes: odd ones (opening) to the word after,
+/// even ones (closing) to the word before. WordPiece keeps no side, so the count decides, as
+/// in Moses' detokenizer; a sample with an unpaired quote may pair the rest the wrong way.
+fn quote(text: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut out = String::with_capacity(text.len());
+    let mut open = false;
+    let mut glue_next = false;
+    for (i, w) in words.iter().enumerate() {
+        let closing = *w == "\"" && open && i > 0;
+        if i > 0 && !glue_next && !closing {
+            out.push(' ');
+        }
+        out.push_str(w);
+        glue_next = *w == "\"" && !open && i + 1 < words.len();
+        if *w == "\"" {
+            open = !open;
+        }
+    }
+    out
 }
 
 /// Drops the spaces around a hyphen between two letters or digits, and the space after a
@@ -253,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn wordpiece_spacing_of_hyphens_brackets_and_digit_groups_is_tightened() {
+    fn wordpiece_spacing_of_hyphens_dashes_brackets_quotes_and_digit_groups_is_tightened() {
         let cases = [
             ("the third - largest city", "the third-largest city"),
             ("to - morrow , at 3 - 4 pm", "to-morrow, at 3-4 pm"),
@@ -262,8 +287,10 @@ mod tests {
             // Not thousands groups, not compounds: left as they are.
             ("in 1990 , 12 of them", "in 1990, 12 of them"),
             ("3 , 1415", "3, 1415"),
-            ("yes - - no", "yes - - no"),
             ("a - ", "a - "),
+            ("yes ; - - no", "yes;--no"),
+            ("\" i saw him, \" she said. \" yes! \" \"", "\"i saw him,\" she said. \"yes!\" \""),
+            ("he said \" no \"", "he said \"no\""),
         ];
         for (wordpiece, written) in cases {
             assert_eq!(clean_up_spaces(wordpiece), written, "{wordpiece}");
