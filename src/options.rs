@@ -255,6 +255,7 @@ macro_rules! choice_enum {
 
         impl $name {
             pub const NAMES: &'static [&'static str] = &[$($word),+];
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
             pub fn name(self) -> &'static str {
                 match self { $( Self::$variant => $word, )+ }
             }

@@ -146,3 +146,36 @@ fn cli_judges_samples_and_reference() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("judge models/default.gguf") && err.contains("llama"), "{err}");
 }
+
+#[test]
+fn cli_judges_a_sampler_of_its_own_against_the_prompts_real_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    write_tiny_llama(&model, GgmlDType::F32);
+    let corpus = dir.path().join("c.txt");
+    std::fs::write(&corpus, "The cat sat on the mat all day.\n\nA dog ran in the park at noon.\n\nA third one.\n").unwrap();
+    let eval = |sampler: &str| {
+        let args = ["eval", "-m", "models/default.gguf", "--corpus", corpus.to_str().unwrap(), "--judge", model.to_str().unwrap()];
+        std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
+            .args(args)
+            .args(["--sampler", sampler, "--prompts", "2", "--seeds", "2"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let o = eval(r#"{"strategy":"margin","steps":4}"#);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let row = out.lines().find(|l| l.starts_with("--sampler")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(r#""strategy":"margin""#), "{row}");
+    assert!(out.contains("real text (first 2 documents, lower-cased)"), "{out}");
+    // 2 prompts × 2 seeds: the first prompt's two seeds, then the second prompt's.
+    let shown: Vec<&str> = out.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(shown.len(), 4, "{out}");
+    assert!(shown[0].trim().starts_with("the cat sat") && shown[2].trim().starts_with("a dog ran"), "{out}");
+    // A bad option names itself and what would be valid.
+    let o = eval(r#"{"strategy":"best"}"#);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("strategy") && err.contains("margin"), "{err}");
+}

@@ -31,7 +31,7 @@ fn run(c: Canvas, opts: &SampleOptions) -> (Vec<Step>, Canvas) {
 
 fn all_options() -> Vec<SampleOptions> {
     let mut v = Vec::new();
-    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
+    for &strategy in Strategy::ALL {
         for block_length in [None, Some(7)] {
             for schedule in [Schedule::Linear, Schedule::Cosine] {
                 v.push(SampleOptions { strategy, block_length, schedule, steps: 10, seed: 5, ..Default::default() });
@@ -244,7 +244,7 @@ fn the_repetition_penalty_keeps_a_one_token_model_from_filling_the_canvas_with_i
 
 #[test]
 fn more_steps_than_masks_is_one_token_per_step() {
-    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
+    for &strategy in Strategy::ALL {
         for block_length in [None, Some(2)] {
             let opts = SampleOptions { steps: 10, strategy, block_length, top_k: 1, ..Default::default() };
             let (steps, end) = run(canvas(2, 4), &opts);
@@ -266,7 +266,7 @@ fn more_steps_than_masks_is_one_token_per_step() {
 /// in the planned steps, and off by default.
 #[test]
 fn redraw_masks_the_least_confident_tokens_again_in_the_middle_half_and_still_finishes() {
-    for strategy in [Strategy::Random, Strategy::Confidence, Strategy::Threshold] {
+    for &strategy in Strategy::ALL {
         let opts = SampleOptions { strategy, steps: 12, redraw: 2, seed: 3, ..Default::default() };
         let start = canvas(3, 24);
         let (steps, end) = run(start.clone(), &opts);

@@ -1,5 +1,5 @@
 export type Device = 'auto' | 'wasm' | 'webgpu';
-export type Strategy = 'random' | 'confidence' | 'threshold';
+export type Strategy = 'random' | 'confidence' | 'threshold' | 'margin' | 'entropy';
 export type Schedule = 'linear' | 'cosine';
 
 export interface Progress {

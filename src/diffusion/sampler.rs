@@ -107,6 +107,11 @@ choice_enum! {
         /// Commit every proposal whose confidence reaches `threshold`, and at least the
         /// schedule's share (Fast-dLLM); may finish in fewer steps.
         Threshold = "threshold",
+        /// Commit where the model is surest whatever was drawn: the largest gap between the
+        /// two most likely tokens first (Dream's margin order); the draws stay random.
+        Margin = "margin",
+        /// Commit where the distribution drawn from has the least entropy first.
+        Entropy = "entropy",
     }
 }
 
@@ -502,7 +507,12 @@ pub fn run<D: Denoiser + ?Sized>(model: &D, mut session: Session, mut on_step: i
 /// the predictions; the random one chooses before scoring, in `Session::step`).
 fn choose(opts: &SampleOptions, picks: &[Pick], share: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..picks.len()).collect();
-    idx.sort_by(|a, b| picks[*b].confidence.total_cmp(&picks[*a].confidence));
+    let key = |p: &Pick| match opts.strategy {
+        Strategy::Margin => p.margin,
+        Strategy::Entropy => p.neg_entropy,
+        _ => p.confidence,
+    };
+    idx.sort_by(|a, b| key(&picks[*b]).total_cmp(&key(&picks[*a])));
     let keep = match opts.strategy {
         Strategy::Threshold => idx.iter().take_while(|&&j| picks[j].confidence >= opts.threshold).count().max(share),
         _ => share,
@@ -510,4 +520,21 @@ fn choose(opts: &SampleOptions, picks: &[Pick], share: usize) -> Vec<usize> {
     idx.truncate(keep);
     idx.sort_unstable();
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_strategy_commits_by_its_own_measure() {
+        // Three proposals whose orders differ by measure: 0 has the likeliest draw, 1 the
+        // largest margin, 2 the least entropy.
+        let pick = |confidence, margin, neg_entropy| Pick { token: 7, confidence, margin, neg_entropy, candidates: vec![] };
+        let picks = [pick(0.9, 0.1, -2.0), pick(0.2, 0.6, -1.5), pick(0.5, 0.3, -0.5)];
+        for (strategy, first) in [(Strategy::Confidence, 0), (Strategy::Threshold, 0), (Strategy::Margin, 1), (Strategy::Entropy, 2)] {
+            let opts = SampleOptions { strategy, threshold: 1.0, ..SampleOptions::DEFAULT };
+            assert_eq!(choose(&opts, &picks, 1), [first], "{strategy}");
+        }
+    }
 }

@@ -10,6 +10,11 @@ pub struct Pick {
     pub token: u32,
     /// Probability of `token` under the temperature-scaled distribution before truncation.
     pub confidence: f32,
+    /// How sure the position is, whatever was drawn: the probability of its most likely token
+    /// less the second's (the `margin` strategy's order).
+    pub margin: f32,
+    /// Negative entropy of the distribution drawn from (after top-k and top-p; nats).
+    pub neg_entropy: f32,
     /// The most likely tokens with their probabilities (for the UI's hover card).
     pub candidates: Vec<(u32, f32)>,
 }
@@ -78,7 +83,7 @@ pub fn pick_ranked(ids: &[u32], scaled: &[f32], log_z: f32, vocab: usize, banned
 /// Degenerate logits (all banned or NaN): the first allowed id.
 fn degenerate(vocab: usize, banned: &[u32]) -> Pick {
     let token = (0..vocab as u32).find(|i| banned.binary_search(i).is_err()).unwrap_or(0);
-    Pick { token, confidence: 0.0, candidates: vec![] }
+    Pick { token, confidence: 0.0, margin: 0.0, neg_entropy: f32::NEG_INFINITY, candidates: vec![] }
 }
 
 /// Top-p and the draw over the top-k tokens with their probabilities, most likely first.
@@ -105,7 +110,9 @@ fn from_ranked(ranked: &[(u32, f32)], p: &SamplingParams, rng: &mut Rng) -> Pick
         }
     }
     let candidates = ranked.iter().take(p.candidates).copied().collect();
-    Pick { token: chosen.0, confidence: chosen.1, candidates }
+    let margin = ranked[0].1 - ranked.get(1).map_or(0.0, |r| r.1);
+    let neg_entropy = kept.iter().filter(|r| r.1 > 0.0).map(|&(_, q)| (q / total) * (q / total).ln()).sum();
+    Pick { token: chosen.0, confidence: chosen.1, margin, neg_entropy, candidates }
 }
 
 #[cfg(test)]
@@ -124,6 +131,25 @@ mod tests {
             assert_eq!(pick(&logits, &[], &[], &params(1, 1.0), &mut rng).token, 1);
             assert_eq!(pick(&logits, &[1], &[], &params(1, 1.0), &mut rng).token, 3);
         }
+    }
+
+    #[test]
+    fn margin_and_entropy_describe_the_distribution_not_the_draw() {
+        // p = [0.5, 0.3, 0.2]: whichever token is drawn, the margin is 0.2 and the entropy
+        // that of p; with top-k 2 the draw is from [0.625, 0.375].
+        let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
+        let h = |p: &[f32]| -p.iter().map(|q| q * q.ln()).sum::<f32>();
+        let mut rng = Rng::new(5);
+        let mut drawn = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let p = pick(&logits, &[], &[], &params(0, 1.0), &mut rng);
+            drawn.insert(p.token);
+            assert!((p.margin - 0.2).abs() < 1e-5, "{}", p.margin);
+            assert!((p.neg_entropy + h(&[0.5, 0.3, 0.2])).abs() < 1e-5, "{}", p.neg_entropy);
+            let p = pick(&logits, &[], &[], &params(2, 1.0), &mut rng);
+            assert!((p.neg_entropy + h(&[0.625, 0.375])).abs() < 1e-5, "{}", p.neg_entropy);
+        }
+        assert_eq!(drawn.len(), 3);
     }
 
     #[test]

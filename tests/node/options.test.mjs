@@ -66,7 +66,7 @@ test('the CLI shows the same defaults as the package', () => {
 
 test('the package checks options with the core\'s messages', async () => {
   assert.throws(() => lm.generate('x', { topP: 0 }), { name: 'OptionsError', message: 'topP (--top-p) must be a number in (0, 1], got 0' });
-  assert.throws(() => lm.generate('x', { strategy: 'best' }), /strategy \(--strategy\) must be one of random, confidence, threshold/);
+  assert.throws(() => lm.generate('x', { strategy: 'best' }), /strategy \(--strategy\) must be one of random, confidence, threshold, margin, entropy/);
   assert.throws(() => lm.generate('x', { tempreature: 1 }), /unknown option `tempreature` in sampling options \(valid: steps,/);
   assert.throws(() => lm.train('x', { schedule: 3 }), OptionsError);
   // What the package lets through, the core checks again with the same words.

@@ -56,12 +56,23 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         sequences: usize,
         /// Also judge each sampler's text with this autoregressive GGUF model (`scripts/judge`
-        /// fetches one): 8 prompts × 5 seeds × 48 tokens, against the first 40 documents.
+        /// fetches one): the first three words of each of the first `--prompts` documents ×
+        /// `--seeds` seeds × 48 tokens, against those documents' real text.
         #[arg(long)]
         judge: Option<PathBuf>,
         /// With --judge: only the samplers whose label contains this text (and real text).
         #[arg(long, requires = "judge")]
         only: Option<String>,
+        /// With --judge: judge these `generate` options instead of the table's samplers, as a
+        /// JSON object over the classic recipe (e.g. '{"strategy":"confidence","steps":48}').
+        #[arg(long, requires = "judge", conflicts_with = "only")]
+        sampler: Option<String>,
+        /// With --judge: documents whose first words are the prompts (and whose text is the reference).
+        #[arg(long, requires = "judge", default_value_t = 40)]
+        prompts: usize,
+        /// With --judge: seeds per prompt.
+        #[arg(long, requires = "judge", default_value_t = 5)]
+        seeds: u64,
     },
     /// Judge text by an autoregressive GGUF model (e.g. SmolLM2-135M, `scripts/judge` fetches
     /// it): pooled perplexity, word entropy and distinct-2 of the samples, and of the reference.
@@ -157,7 +168,10 @@ fn main() -> ExitCode {
             "own" | "candle" => bench(model, corpus, repeats, kernel == "own"),
             k => Err(Error::options(format!("--kernel must be own or candle, got `{k}`"))),
         },
-        Cmd::Eval { model, corpus, seq_len, sequences, judge, only } => eval(model, corpus, seq_len, sequences, judge, only),
+        Cmd::Eval { model, corpus, seq_len, sequences, judge, only, sampler, prompts, seeds } => {
+            let judged = judge.map(|judge| Judged { judge, only: only.unwrap_or_default(), sampler, prompts, seeds });
+            eval(model, corpus, seq_len, sequences, judged)
+        }
         Cmd::Judge { judge, samples, reference } => judge_cmd(judge, samples, reference),
     };
     match res {
@@ -430,13 +444,13 @@ fn train(a: TrainArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, judge: Option<PathBuf>, only: Option<String>) -> Result<(), Error> {
+fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, judged: Option<Judged>) -> Result<(), Error> {
     use unmask::diffusion::corpus::{read_documents, unigram_entropy};
     use unmask::diffusion::{TrainOptions, Trainer};
     let docs = read_documents(&corpus)?;
     let m = load(&model)?;
-    if let Some(j) = judge {
-        return judged_samplers(&m, &docs, &j, only.as_deref().unwrap_or(""));
+    if let Some(j) = judged {
+        return judged_samplers(&m, &docs, &j);
     }
     let opts = TrainOptions { seq_len, valid_fraction: 0.0, eval_sequences: sequences, ..Default::default() };
     let trainer = Trainer::new(&m, &docs, opts)?;
@@ -492,7 +506,7 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, 
 }
 
 /// The samplers the judged table compares, as `generate` options (48 tokens each).
-const JUDGED: [(&str, &[(&str, &str)]); 12] = [
+const JUDGED: [(&str, &[(&str, &str)]); 14] = [
     ("random, 10 steps (the classic recipe)", &[("strategy", "random"), ("steps", "10")]),
     ("random, 10 steps, penalty 1.3", &[("strategy", "random"), ("steps", "10"), ("repetitionPenalty", "1.3")]),
     ("random, 48 steps", &[("strategy", "random"), ("steps", "48")]),
@@ -503,62 +517,100 @@ const JUDGED: [(&str, &[(&str, &str)]); 12] = [
     ("confidence, 48 steps, penalty 1.3, top-p 1", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("topP", "1")]),
     ("confidence, 48 steps, penalty 1.3, redraw 1", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("redraw", "1")]),
     ("confidence, 48 steps, penalty 1.3, redraw 2", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("redraw", "2")]),
+    ("margin, 48 steps", &[("strategy", "margin"), ("steps", "48")]),
+    ("entropy, 48 steps", &[("strategy", "entropy"), ("steps", "48")]),
     ("confidence, 48 steps, blocks of 8", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8")]),
     ("confidence, 48 steps, blocks of 8, penalty 1.3", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8"), ("repetitionPenalty", "1.3")]),
 ];
 
-/// Judge perplexity, word entropy and distinct-2 per sampler: 8 prompts (the first three words
-/// of the first 8 documents) × seeds 0-4 × 48 tokens; the reference is the first 40 documents
-/// lower-cased, cut to the samples' mean word count. The first five samples of each are printed.
-fn judged_samplers(m: &Model, docs: &[String], judge: &PathBuf, only: &str) -> Result<(), Error> {
+/// What `eval --judge` compares.
+struct Judged {
+    judge: PathBuf,
+    only: String,
+    /// A JSON object of `generate` options judged instead of the table's rows.
+    sampler: Option<String>,
+    prompts: usize,
+    seeds: u64,
+}
+
+/// Judge perplexity, word entropy and distinct-2 per sampler. Prompts are the first three words
+/// of the first `prompts` documents, each continued by 48 tokens with every seed. Entropy and
+/// distinct-2 depend on how many words are pooled, so they are taken over one seed's samples
+/// (one per prompt, as the reference has one text per prompt) and averaged over the seeds; the
+/// reference is the same documents lower-cased, cut to the samples' mean word count. The first
+/// five samples of each row are printed (the first prompt's seeds, then the next prompt's).
+fn judged_samplers(m: &Model, docs: &[String], judged: &Judged) -> Result<(), Error> {
     use unmask::judge::{distinct_n, word_entropy, Judge};
     use unmask::options::OptionSet;
-    if docs.len() < 40 {
-        return Err(Error::input(format!("the judged table needs at least 40 documents, the corpus has {}", docs.len())));
+    let Judged { judge, only, sampler, prompts: n_prompts, seeds } = judged;
+    if *n_prompts == 0 || *seeds == 0 {
+        return Err(Error::input("--prompts and --seeds must be at least 1".to_string()));
+    }
+    if docs.len() < *n_prompts {
+        return Err(Error::input(format!("--prompts {n_prompts} needs as many documents; the corpus has {}", docs.len())));
     }
     let mut j = Judge::load(judge)?;
-    let prompts: Vec<String> = docs.iter().take(8).map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
+    let prompts: Vec<String> = docs.iter().take(*n_prompts).map(|d| d.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect();
     let mut lines = vec![format!("{:<48} {:>6} {:>8} {:>9} {:>8} {:>6} {:>9}", "sampler", "steps", "judge ppl", "word H", "dist-2", "words", "ms/sample")];
     let mut words_seen = Vec::new();
     let mut shown = Vec::new();
+    let custom: Vec<(String, Vec<(String, serde_json::Value)>)> = match sampler {
+        Some(json) => {
+            let given: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(json).map_err(|e| Error::input(format!("--sampler must be a JSON object of generate options: {e}")))?;
+            vec![(format!("--sampler {json}"), given.into_iter().collect())]
+        }
+        None => JUDGED
+            .iter()
+            .filter(|(label, _)| label.contains(only.as_str()))
+            .map(|(label, given)| {
+                let given = given.iter().map(|(k, v)| (k.to_string(), serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(*v)))).collect();
+                (label.to_string(), given)
+            })
+            .collect(),
+    };
     // Each row is the classic recipe with its own changes, so rows do not move with the defaults.
     let (_, classic) = SampleOptions::presets().into_iter().find(|(name, _)| name.starts_with("classic")).expect("a classic preset");
-    for (label, given) in JUDGED.iter().filter(|(label, _)| label.contains(only)) {
+    for (label, given) in custom {
         let mut row = unmask::options::to_json(&classic);
-        for (k, v) in given.iter() {
-            row[*k] = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::from(*v));
+        for (k, v) in given {
+            row[k] = v;
         }
-        let row = SampleOptions::from_value(row, label)?;
-        let mut texts = Vec::new();
+        let row = SampleOptions::from_value(row, "--sampler")?;
+        // by_seed[s][p]: prompt p's sample with seed s.
+        let mut by_seed: Vec<Vec<String>> = vec![Vec::new(); *seeds as usize];
         let t0 = Instant::now();
         let mut steps = 0;
         for p in &prompts {
-            for seed in 0..5u64 {
+            for seed in 0..*seeds {
                 let o = SampleOptions { seed, ..row.clone() };
                 let c = Canvas::from_prompt(&m.codec, p, 48, m.config().max_sequence_len())?;
                 let out = diffusion::generate(m, c, &m.codec.banned_ids(), &o, |_| true)?;
                 steps = out.steps;
-                texts.push(m.codec.render(&out.canvas.ids, "[MASK]"));
+                by_seed[seed as usize].push(m.codec.render(&out.canvas.ids, "[MASK]"));
             }
         }
-        let ms = t0.elapsed().as_secs_f64() * 1000.0 / texts.len() as f64;
-        let words = texts.iter().map(|t| t.split_whitespace().count()).sum::<usize>() as f64 / texts.len() as f64;
+        let all: Vec<String> = (0..prompts.len()).flat_map(|p| by_seed.iter().map(move |s| s[p].clone())).collect();
+        let ms = t0.elapsed().as_secs_f64() * 1000.0 / all.len() as f64;
+        let words = all.iter().map(|t| t.split_whitespace().count()).sum::<usize>() as f64 / all.len() as f64;
         words_seen.push(words);
-        let ppl = j.perplexity(&texts)?;
+        let ppl = j.perplexity(&all)?;
+        let mean = |f: &dyn Fn(&[String]) -> f64| by_seed.iter().map(|s| f(s)).sum::<f64>() / by_seed.len() as f64;
         lines.push(format!(
             "{label:<48} {steps:>6} {ppl:>9.1} {:>8.2} {:>6.3} {words:>6.1} {ms:>9.0}",
-            word_entropy(&texts),
-            distinct_n(&texts, 2)
+            mean(&|s| word_entropy(s)),
+            mean(&|s| distinct_n(s, 2))
         ));
         // Rows as they come: a judged table takes minutes.
         eprintln!("{}", lines.last().expect("just pushed"));
         shown.push(format!("{label}:"));
-        shown.extend(texts.iter().take(5).map(|t| format!("  {t}")));
+        shown.extend(all.iter().take(5).map(|t| format!("  {t}")));
     }
-    let n = (words_seen.iter().sum::<f64>() / words_seen.len() as f64).round() as usize;
-    let real: Vec<String> = docs.iter().take(40).map(|d| d.to_lowercase().split_whitespace().take(n).collect::<Vec<_>>().join(" ")).collect();
+    let n = (words_seen.iter().sum::<f64>() / words_seen.len().max(1) as f64).round() as usize;
+    let real: Vec<String> = docs.iter().take(*n_prompts).map(|d| d.to_lowercase().split_whitespace().take(n).collect::<Vec<_>>().join(" ")).collect();
     let ppl = j.perplexity(&real)?;
-    lines.push(format!("{:<48} {:>6} {ppl:>9.1} {:>8.2} {:>6.3} {n:>6} {:>9}", "real text (first 40 documents, lower-cased)", "-", word_entropy(&real), distinct_n(&real, 2), "-"));
+    let label = format!("real text (first {n_prompts} documents, lower-cased)");
+    lines.push(format!("{label:<48} {:>6} {ppl:>9.1} {:>8.2} {:>6.3} {n:>6} {:>9}", "-", word_entropy(&real), distinct_n(&real, 2), "-"));
     lines.push(String::new());
     lines.extend(shown);
     print_lines(&lines);
