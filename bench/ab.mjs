@@ -38,7 +38,7 @@ const web = await h.page.evaluate(async ({ model, rounds, warmMs }) => {
   const len = Math.min(256, max) - 8;
   const runs = {
     forward: (lm) => lm.logits(ids),
-    generate: async (lm) => { for await (const _ of lm.generate('the', { length: len, steps: 10, seed: 1 })); },
+    generate: async (lm) => { for await (const _ of lm.generate('the', { length: len, steps: 10, priorPenalty: 0, seed: 1 })); },
   };
   const time = async (f) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
   const out = { tokens: n, genTokens: len };

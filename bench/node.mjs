@@ -14,7 +14,7 @@ console.log(`load ${model} (${((await stat(model)).size / 1e6).toFixed(2)} MB): 
 const len = Math.min(256, lm.info.maxSequenceLen - 8);
 for (const strategy of ['random', 'confidence']) {
   let ms = 0, n = 0;
-  for await (const s of lm.generate('the', { length: len, steps: 10, strategy })) { ms += s.ms; n++; }
+  for await (const s of lm.generate('the', { length: len, steps: 10, priorPenalty: 0, strategy })) { ms += s.ms; n++; }
   console.log(`generate ${len} tokens, 10 steps (${strategy}): ${ms.toFixed(0)} ms, ${(1000 * n / ms).toFixed(2)} steps/s`);
 }
 const corpus = await readFile(new URL('../www/sample-corpus.txt', import.meta.url), 'utf8');

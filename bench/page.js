@@ -69,7 +69,7 @@ window.bench = async ({ model, lengths, rounds, warmMs, generate }) => {
     const len = Math.min(256, ours.q8.info.maxSequenceLen) - 8;
     const g = [];
     for (let r = 0; r < 3; r++) {
-      g.push(await time(async () => { for await (const _ of ours.q8.generate('the', { length: len, steps: 10, seed: r })); }));
+      g.push(await time(async () => { for await (const _ of ours.q8.generate('the', { length: len, steps: 10, priorPenalty: 0, seed: r })); }));
     }
     out.generate = { tokens: len + 3, steps: 10, ms: median(g) };
   }

@@ -27,7 +27,7 @@ await h.page.evaluate(async ({ model, file, what }) => {
   } else {
     window.gen = what === 'forward'
       ? async () => { await window.lm.logits(ids); }
-      : async (seed) => { for await (const _ of window.lm.generate('the', { length: 248, steps: 10, seed })); };
+      : async (seed) => { for await (const _ of window.lm.generate('the', { length: 248, steps: 10, priorPenalty: 0, seed })); };
   }
   const t0 = performance.now();
   while (performance.now() - t0 < 4000) await window.gen(0); // let V8 tier the wasm up

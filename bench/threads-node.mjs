@@ -28,7 +28,7 @@ async function measure(threads) {
   const out = {
     threads: lm.threads,
     [`forward ${n} tokens (all logits)`]: await time(() => lm.logits(ids)),
-    [`generate ${n - 5} tokens × 10 steps`]: await time(async () => { for await (const _ of lm.generate('the', { length: n - 5, steps: 10, seed: 1, strategy: 'random' })); }, 3),
+    [`generate ${n - 5} tokens × 10 steps`]: await time(async () => { for await (const _ of lm.generate('the', { length: n - 5, steps: 10, priorPenalty: 0, seed: 1, strategy: 'random' })); }, 3),
     'train step, tiny from scratch (16 × 64)': await steps(trainStep({ mode: 'scratch', size: 'tiny' }), 3),
     'train step, fine-tune the model (16 × 64)': await steps(trainStep({ mode: 'finetune' }), 2),
   };

@@ -31,7 +31,7 @@ const r = await h.page.evaluate(async ({ model, threads, rounds, warmMs }) => {
   const trainStep = (mode) => (lm) => trainStepMs(lm, corpus, { mode, ...(mode === 'scratch' ? { size: 'tiny' } : {}) });
   const runs = {
     [`forward ${n} tokens (all logits)`]: (lm) => lm.logits(ids),
-    [`generate ${n - 5} tokens × 10 steps`]: async (lm) => { for await (const _ of lm.generate('the', { length: n - 5, steps: 10, seed: 1, strategy: 'random' })); },
+    [`generate ${n - 5} tokens × 10 steps`]: async (lm) => { for await (const _ of lm.generate('the', { length: n - 5, steps: 10, priorPenalty: 0, seed: 1, strategy: 'random' })); },
     'train step, tiny from scratch (16 × 64)': trainStep('scratch'),
     'train step, fine-tune the loaded model (16 × 64)': trainStep('finetune'),
   };

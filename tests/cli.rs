@@ -113,7 +113,7 @@ fn bad_input_gives_a_clear_error() {
         (vec!["generate", "-m", &m, "-p", "hi", "--top-p", "1.5"], "top-p"),
         (vec!["generate", "-m", &m, "-p", "hi", "--temperature", "0"], "temperature"),
         (vec!["generate", "-m", &m, "-p", "hi", "--temperature", "-1"], "temperature"),
-        (vec!["generate", "-m", &m, "-p", "hi", "--strategy", "best"], "strategy (--strategy) must be one of random, confidence, threshold, got \"best\""),
+        (vec!["generate", "-m", &m, "-p", "hi", "--strategy", "best"], "strategy (--strategy) must be one of random, confidence, threshold, margin, entropy, got \"best\""),
         (vec!["generate", "-m", &m, "-p", "hi", "--seed", "-3"], "seed (--seed) must be an integer in [0, 9007199254740991], got -3"),
         (vec!["generate", "-m", &m, "-p", &long], "context"),
         (vec!["generate", "-m", &m, "--infill", "no spans"], "no [MASK]"),

@@ -52,7 +52,7 @@ fn bad_values_name_the_option_and_what_is_valid() {
         (json!({"steps": 1.5}), "steps (--steps) must be an integer in [1, 4096], got 1.5"),
         (json!({"steps": "10"}), "steps (--steps) must be an integer"),
         (json!({"seed": -1}), "seed (--seed) must be an integer in [0, 9007199254740991], got -1"),
-        (json!({"strategy": "best"}), "must be one of random, confidence, threshold, got \"best\""),
+        (json!({"strategy": "best"}), "must be one of random, confidence, threshold, margin, entropy, got \"best\""),
         (json!({"temperature": 0}), "temperature (--temperature) must be a number in (0, ∞)"),
         (json!({"tempreature": 1}), "unknown option `tempreature` in sampling options (valid: steps, strategy"),
         (json!([1]), "sampling options must be an object"),

@@ -300,3 +300,44 @@ fn redraw_masks_the_least_confident_tokens_again_in_the_middle_half_and_still_fi
     let (steps, _) = run(canvas(3, 24), &SampleOptions { steps: 12, ..Default::default() });
     assert!(steps.iter().all(|s| s.redrawn.is_empty()), "off by default");
 }
+
+#[test]
+fn the_prior_penalty_takes_what_the_model_always_says_out_of_its_choices() {
+    // A model that says the same whatever the context: 50 by a margin of 1 nat over 51..53,
+    // and those by 5 nats over the rest.
+    // Its prior is that distribution, so a penalty of 1 leaves every allowed id equally
+    // likely; the prior costs one forward per generation, and the device ranker is not used.
+    struct Deaf(std::cell::Cell<usize>);
+    impl unmask::diffusion::Denoiser for Deaf {
+        fn vocab_size(&self) -> usize {
+            100
+        }
+        fn logits(&self, _: &[u32], positions: &[usize]) -> unmask::Result<Vec<f32>> {
+            self.0.set(self.0.get() + 1);
+            let row: Vec<f32> = (0..100).map(|v| match v { 50 => 4.0, 51..=53 => 3.0, _ => -2.0 }).collect();
+            Ok(positions.iter().flat_map(|_| row.clone()).collect())
+        }
+    }
+    let gen = |prior_penalty| {
+        let opts = SampleOptions { steps: 12, top_p: 1.0, top_k: 0, repetition_penalty: 1.0, prior_penalty, ..Default::default() };
+        let model = Deaf(Default::default());
+        let out = generate(&model, canvas(2, 24), &[0, 1, 2, MASK], &opts, |_| true).unwrap();
+        assert_eq!(model.0.get(), 12 + usize::from(prior_penalty > 0.0));
+        let mut made: Vec<u32> = out.canvas.ids[3..27].to_vec();
+        let fifties = made.iter().filter(|&&t| t == 50).count();
+        made.sort_unstable();
+        made.dedup();
+        (fifties, made.len())
+    };
+    // Without it, 50 has p ≈ 0.43 and 51..53 0.16 each: 24 draws are mostly those four.
+    let (fifties, distinct) = gen(0.0);
+    assert!(fifties >= 5 && distinct < 12, "{fifties} fifties, {distinct} distinct");
+    // With it, 96 ids are equally likely: 24 draws are mostly different and rarely 50.
+    let (fifties, distinct) = gen(1.0);
+    assert!(fifties <= 2 && distinct >= 16, "{fifties} fifties, {distinct} distinct");
+    let c = canvas(2, 8);
+    for (prior_penalty, ranks) in [(0.0, Some(50)), (0.2, None)] {
+        let s = unmask::diffusion::Session::new(c.clone(), &[0, 1, 2, MASK], &SampleOptions { prior_penalty, ..Default::default() }).unwrap();
+        assert_eq!(s.ranked_k(), ranks);
+    }
+}

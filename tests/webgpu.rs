@@ -283,7 +283,9 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
     let vocab = model.config().vocab_size;
     let banned = model.codec.banned_ids();
     for (strategy, repetition_penalty) in [("random", 1.0), ("confidence", 1.0), ("confidence", 1.3)] {
-        let opts = SampleOptions { steps: 6, seed: 3, candidates: 3, strategy: strategy.parse().unwrap(), repetition_penalty, ..Default::default() };
+        // No prior penalty: with it the device hands over whole rows instead of ranking.
+        let (strategy, prior_penalty) = (strategy.parse().unwrap(), 0.0);
+        let opts = SampleOptions { steps: 6, seed: 3, candidates: 3, strategy, repetition_penalty, prior_penalty, ..Default::default() };
         let run = |d: &dyn Denoiser| {
             let canvas = Canvas::from_prompt(&model.codec, "the old", 24, model.config().max_sequence_len()).unwrap();
             let mut steps = Vec::new();
@@ -301,21 +303,24 @@ fn a_generation_ranked_on_the_gpu_equals_one_sampled_from_whole_rows() {
 
 #[test]
 fn the_cli_generates_on_the_gpu_like_on_the_cpu() {
-    // `unmask generate --device gpu`: greedy, so the same text as the CPU's.
+    // `unmask generate --device gpu`: greedy, so the same text as the CPU's, with the GPU
+    // ranking (no prior penalty) and with it handing over whole rows (prior penalty).
     let dir = fixture("roberta-prelayernorm");
-    let run = |device: &str| {
+    let run = |device: &str, prior: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
             .args(["generate", "-m", dir.to_str().unwrap(), "-p", "The cat", "-n", "12", "--steps", "4", "--top-k", "1"])
-            .args(["--strategy", "confidence", "--repetition-penalty", "1.3", "--device", device])
+            .args(["--strategy", "confidence", "--repetition-penalty", "1.3", "--prior-penalty", prior, "--device", device])
             .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()))
             .output()
             .unwrap();
         assert!(out.status.success(), "{device}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    let gpu = run("gpu");
-    assert!(gpu.trim().len() > "The cat".len());
-    assert_eq!(gpu, run("cpu"));
+    for prior in ["0", "0.3"] {
+        let gpu = run("gpu", prior);
+        assert!(gpu.trim().len() > "The cat".len());
+        assert_eq!(gpu, run("cpu", prior), "prior penalty {prior}");
+    }
 }
 
 #[test]

@@ -90,6 +90,11 @@ export interface SamplingOptions {
    * keeps confidence decoding with a small model from repeating one phrase.
    */
   repetitionPenalty?: number;
+  /**
+   * Lowers tokens by how common they are anywhere (each logit less this times the token's
+   * log-probability under the model's guess for a canvas of masks); 0 is off (0–4).
+   */
+  priorPenalty?: number;
   seed?: number;
   /** Top candidates reported per revealed token (0–64). */
   candidates?: number;

@@ -31,8 +31,8 @@ pub struct SamplingParams {
 }
 
 /// Samples a token from `logits`, never one of `banned` (sorted); ids in `seen` (sorted: the
-/// canvas' tokens) get the repetition penalty.
-pub fn pick(logits: &[f32], banned: &[u32], seen: &[u32], p: &SamplingParams, rng: &mut Rng) -> Pick {
+/// canvas' tokens) get the repetition penalty, then `prior` (per id, or empty) is subtracted.
+pub fn pick(logits: &[f32], banned: &[u32], seen: &[u32], prior: &[f32], p: &SamplingParams, rng: &mut Rng) -> Pick {
     let inv_t = 1.0 / p.temperature;
     // The temperature-scaled distribution over the allowed ids: banned and non-finite logits
     // get -∞, which the vector exp turns into exactly 0.
@@ -45,6 +45,9 @@ pub fn pick(logits: &[f32], banned: &[u32], seen: &[u32], p: &SamplingParams, rn
                 }
             }
         }
+    }
+    for (x, lp) in probs.iter_mut().zip(prior) {
+        *x -= lp * inv_t;
     }
     for &b in banned {
         if let Some(x) = probs.get_mut(b as usize) {
@@ -128,8 +131,8 @@ mod tests {
         let logits = [0.0, 5.0, 3.0, 4.0];
         let mut rng = Rng::new(1);
         for _ in 0..20 {
-            assert_eq!(pick(&logits, &[], &[], &params(1, 1.0), &mut rng).token, 1);
-            assert_eq!(pick(&logits, &[1], &[], &params(1, 1.0), &mut rng).token, 3);
+            assert_eq!(pick(&logits, &[], &[], &[], &params(1, 1.0), &mut rng).token, 1);
+            assert_eq!(pick(&logits, &[1], &[], &[], &params(1, 1.0), &mut rng).token, 3);
         }
     }
 
@@ -142,11 +145,11 @@ mod tests {
         let mut rng = Rng::new(5);
         let mut drawn = std::collections::HashSet::new();
         for _ in 0..200 {
-            let p = pick(&logits, &[], &[], &params(0, 1.0), &mut rng);
+            let p = pick(&logits, &[], &[], &[], &params(0, 1.0), &mut rng);
             drawn.insert(p.token);
             assert!((p.margin - 0.2).abs() < 1e-5, "{}", p.margin);
             assert!((p.neg_entropy + h(&[0.5, 0.3, 0.2])).abs() < 1e-5, "{}", p.neg_entropy);
-            let p = pick(&logits, &[], &[], &params(2, 1.0), &mut rng);
+            let p = pick(&logits, &[], &[], &[], &params(2, 1.0), &mut rng);
             assert!((p.neg_entropy + h(&[0.625, 0.375])).abs() < 1e-5, "{}", p.neg_entropy);
         }
         assert_eq!(drawn.len(), 3);
@@ -158,7 +161,7 @@ mod tests {
         let logits = [-2.0, 6.0, 4.0, -9.0];
         let mut rng = Rng::new(7);
         for _ in 0..50 {
-            assert_eq!(pick(&logits, &[], &[], &params(0, 0.5), &mut rng).token, 1);
+            assert_eq!(pick(&logits, &[], &[], &[], &params(0, 0.5), &mut rng).token, 1);
         }
     }
 
@@ -167,7 +170,7 @@ mod tests {
         let logits = [0.0, (3.0f32).ln()]; // p = [0.25, 0.75]
         let mut rng = Rng::new(3);
         let n = 4000;
-        let ones = (0..n).filter(|_| pick(&logits, &[], &[], &params(0, 1.0), &mut rng).token == 1).count();
+        let ones = (0..n).filter(|_| pick(&logits, &[], &[], &[], &params(0, 1.0), &mut rng).token == 1).count();
         let frac = ones as f32 / n as f32;
         assert!((frac - 0.75).abs() < 0.03, "{frac}");
     }
@@ -185,7 +188,7 @@ mod tests {
             for _ in 0..200 {
                 let mut row: Vec<f32> = (0..vocab).map(|_| 6.0 * data.next_f32() - 3.0).collect();
                 row[5] = f32::NAN;
-                let whole = pick(&row, &banned, &[], &p, &mut a);
+                let whole = pick(&row, &banned, &[], &[], &p, &mut a);
                 let r = rank(&row, vocab, &Scoring { k: top_k, temperature, banned: banned.to_vec(), repetition_penalty: 1.0, seen: vec![] });
                 let part = pick_ranked(&r.ids, &r.scaled, r.log_z[0], vocab, &banned, &p, &mut b);
                 assert_eq!(whole.token, part.token);
@@ -201,7 +204,7 @@ mod tests {
         let r = rank(&row, 3, &Scoring { k: 2, temperature: 1.0, banned: vec![1, 2], repetition_penalty: 1.0, seen: vec![] });
         assert!(r.log_z[0].is_nan());
         let part = pick_ranked(&r.ids, &r.scaled, r.log_z[0], 3, &[1, 2], &p, &mut Rng::new(0));
-        assert_eq!(part.token, pick(&row, &[1, 2], &[], &p, &mut Rng::new(0)).token);
+        assert_eq!(part.token, pick(&row, &[1, 2], &[], &[], &p, &mut Rng::new(0)).token);
     }
 
     #[test]
@@ -211,8 +214,8 @@ mod tests {
         let row = [0.5, 3.0, 2.8, -1.0];
         let seen = [1u32, 3];
         let p = |pen| SamplingParams { temperature: 1.0, repetition_penalty: pen, top_k: 1, top_p: 1.0, candidates: 4 };
-        assert_eq!(pick(&row, &[], &seen, &p(1.0), &mut Rng::new(0)).token, 1);
-        let whole = pick(&row, &[], &seen, &p(1.3), &mut Rng::new(0));
+        assert_eq!(pick(&row, &[], &seen, &[], &p(1.0), &mut Rng::new(0)).token, 1);
+        let whole = pick(&row, &[], &seen, &[], &p(1.3), &mut Rng::new(0));
         assert_eq!(whole.token, 2);
         let r = rank(&row, 4, &Scoring { k: 1, temperature: 1.0, banned: vec![], repetition_penalty: 1.3, seen: seen.to_vec() });
         assert_eq!(r.ids, [2]);
@@ -227,7 +230,7 @@ mod tests {
     #[test]
     fn confidence_and_candidates_are_probabilities() {
         let logits = [1.0, 2.0, 3.0];
-        let pk = pick(&logits, &[], &[], &params(0, 1.0), &mut Rng::new(0));
+        let pk = pick(&logits, &[], &[], &[], &params(0, 1.0), &mut Rng::new(0));
         assert!(pk.confidence > 0.0 && pk.confidence < 1.0);
         assert_eq!(pk.candidates[0].0, 2);
         let s: f32 = pk.candidates.iter().map(|c| c.1).sum();

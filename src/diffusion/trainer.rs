@@ -403,12 +403,14 @@ impl Trainer {
 
     /// How the samples shown during a run are drawn: the defaults with seed 0, so every sample
     /// of a run (and the loaded model's, before it) is comparable. A model from scratch gets no
-    /// repetition penalty: learning its corpus it repeats the corpus's own small-vocabulary
-    /// pieces, and the penalty, measured for the default model's 16k vocabulary, scrambles them
-    /// (memorised "how long precisely" came out as "how andong precisely").
+    /// repetition or prior penalty: learning its corpus it repeats the corpus's own
+    /// small-vocabulary pieces, and the penalties, measured for the default model's 16k
+    /// vocabulary, scramble them (memorised "how long precisely" came out as "how andong
+    /// precisely").
     pub fn sample_options(&self) -> SampleOptions {
-        let penalty = if self.scratch { 1.0 } else { SampleOptions::DEFAULT.repetition_penalty };
-        SampleOptions { seed: 0, repetition_penalty: penalty, ..SampleOptions::DEFAULT }
+        let d = SampleOptions::DEFAULT;
+        let (repetition_penalty, prior_penalty) = if self.scratch { (1.0, 0.0) } else { (d.repetition_penalty, d.prior_penalty) };
+        SampleOptions { seed: 0, repetition_penalty, prior_penalty, ..d }
     }
 
     /// Tells the trainer how many seconds this run has trained so far, for a time budget's
@@ -878,7 +880,7 @@ mod tests {
         assert_eq!(tuned.sample_options(), SampleOptions { seed: 0, ..SampleOptions::DEFAULT });
         let codec = crate::model::bpe::train_bpe(&docs(), 300).unwrap();
         let fresh = Trainer::from_scratch("tiny", codec, &docs(), TrainOptions::default()).unwrap();
-        assert_eq!(fresh.sample_options().repetition_penalty, 1.0);
+        assert_eq!((fresh.sample_options().repetition_penalty, fresh.sample_options().prior_penalty), (1.0, 0.0));
         assert_ne!(SampleOptions::DEFAULT.repetition_penalty, 1.0);
     }
 }

@@ -489,7 +489,7 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, 
         let (mut all, mut each) = (Vec::new(), 0.0);
         for (i, p) in prompts.iter().enumerate() {
             let canvas = Canvas::from_prompt(&m.codec, p, 32, m.config().max_sequence_len())?;
-            let opts = SampleOptions { strategy, steps, block_length, repetition_penalty, seed: i as u64, ..Default::default() };
+            let opts = SampleOptions { strategy, steps, block_length, repetition_penalty, prior_penalty: 0.0, seed: i as u64, ..Default::default() };
             let out = diffusion::generate(&m, canvas, &m.codec.banned_ids(), &opts, |_| true)?;
             let toks: Vec<u32> = out.canvas.ids.iter().copied().filter(|&t| !m.codec.is_special(t)).collect();
             each += unigram_entropy(&toks) / prompts.len() as f64;
@@ -506,17 +506,19 @@ fn eval(model: PathBuf, corpus: Vec<PathBuf>, seq_len: usize, sequences: usize, 
 }
 
 /// The samplers the judged table compares, as `generate` options (48 tokens each).
-const JUDGED: [(&str, &[(&str, &str)]); 14] = [
+const JUDGED: [(&str, &[(&str, &str)]); 16] = [
     ("random, 10 steps (the classic recipe)", &[("strategy", "random"), ("steps", "10")]),
     ("random, 10 steps, penalty 1.3", &[("strategy", "random"), ("steps", "10"), ("repetitionPenalty", "1.3")]),
     ("random, 48 steps", &[("strategy", "random"), ("steps", "48")]),
     ("confidence, 24 steps, penalty 1.3", &[("strategy", "confidence"), ("steps", "24"), ("repetitionPenalty", "1.3")]),
     ("confidence, 48 steps", &[("strategy", "confidence"), ("steps", "48")]),
-    ("confidence, 48 steps, penalty 1.3 (the defaults)", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3")]),
+    ("confidence, 48 steps, penalty 1.3", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3")]),
     ("confidence, 48 steps, penalty 1.5", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.5")]),
     ("confidence, 48 steps, penalty 1.3, top-p 1", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("topP", "1")]),
     ("confidence, 48 steps, penalty 1.3, redraw 1", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("redraw", "1")]),
     ("confidence, 48 steps, penalty 1.3, redraw 2", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("redraw", "2")]),
+    ("confidence, 48 steps, penalty 1.3, prior 0.2 (the defaults)", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("priorPenalty", "0.2")]),
+    ("confidence, 48 steps, penalty 1.3, prior 0.3", &[("strategy", "confidence"), ("steps", "48"), ("repetitionPenalty", "1.3"), ("priorPenalty", "0.3")]),
     ("margin, 48 steps", &[("strategy", "margin"), ("steps", "48")]),
     ("entropy, 48 steps", &[("strategy", "entropy"), ("steps", "48")]),
     ("confidence, 48 steps, blocks of 8", &[("strategy", "confidence"), ("steps", "48"), ("blockLength", "8")]),
@@ -679,7 +681,8 @@ fn bench(model: PathBuf, corpus: Option<PathBuf>, repeats: usize, own_gemm: bool
     let ms = median_ms(
         || {
             let c = Canvas::from_prompt(&m.codec, "the", gen_len, max)?;
-            let o = SampleOptions { steps: 10, ..Default::default() };
+            // Ten forwards, as the figures in bench/RESULTS.md were taken (no prior's forward).
+            let o = SampleOptions { steps: 10, prior_penalty: 0.0, ..Default::default() };
             diffusion::generate(&m, c, &m.codec.banned_ids(), &o, |_| true).map(|_| ())
         },
         repeats.min(3),
