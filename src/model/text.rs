@@ -209,18 +209,17 @@ fn clean_up_spaces(text: &str) -> String {
 /// even ones (closing) to the word before. WordPiece keeps no side, so the count decides, as
 /// in Moses' detokenizer; a sample with an unpaired quote may pair the rest the wrong way.
 fn quote(text: &str) -> String {
-    let words: Vec<&str> = text.split(' ').collect();
     let mut out = String::with_capacity(text.len());
-    let mut open = false;
-    let mut glue_next = false;
-    for (i, w) in words.iter().enumerate() {
-        let closing = *w == "\"" && open && i > 0;
-        if i > 0 && !glue_next && !closing {
+    // `glue`: no space before this word (the first, or the one after an opening quote).
+    let (mut open, mut glue) = (false, true);
+    for w in text.split(' ') {
+        let is_quote = w == "\"";
+        if !glue && !(is_quote && open) {
             out.push(' ');
         }
         out.push_str(w);
-        glue_next = *w == "\"" && !open && i + 1 < words.len();
-        if *w == "\"" {
+        glue = is_quote && !open;
+        if is_quote {
             open = !open;
         }
     }

@@ -556,7 +556,7 @@ fn judged_samplers(m: &Model, docs: &[String], judged: &Judged) -> Result<(), Er
     let mut lines = vec![format!("{:<48} {:>6} {:>8} {:>9} {:>8} {:>6} {:>9}", "sampler", "steps", "judge ppl", "word H", "dist-2", "words", "ms/sample")];
     let mut words_seen = Vec::new();
     let mut shown = Vec::new();
-    let custom: Vec<(String, Vec<(String, serde_json::Value)>)> = match sampler {
+    let rows: Vec<(String, Vec<(String, serde_json::Value)>)> = match sampler {
         Some(json) => {
             let given: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(json).map_err(|e| Error::input(format!("--sampler must be a JSON object of generate options: {e}")))?;
@@ -573,12 +573,12 @@ fn judged_samplers(m: &Model, docs: &[String], judged: &Judged) -> Result<(), Er
     };
     // Each row is the classic recipe with its own changes, so rows do not move with the defaults.
     let (_, classic) = SampleOptions::presets().into_iter().find(|(name, _)| name.starts_with("classic")).expect("a classic preset");
-    for (label, given) in custom {
+    for (label, given) in rows {
         let mut row = unmask::options::to_json(&classic);
         for (k, v) in given {
             row[k] = v;
         }
-        let row = SampleOptions::from_value(row, "--sampler")?;
+        let row = SampleOptions::from_value(row, &label)?;
         // by_seed[s][p]: prompt p's sample with seed s.
         let mut by_seed: Vec<Vec<String>> = vec![Vec::new(); *seeds as usize];
         let t0 = Instant::now();
