@@ -1,7 +1,8 @@
-// Unmask vs ONNX Runtime Web (1 thread each) in one headless Chromium page, plus native
-// Unmask (1 thread) on the same GGUF files. Prints medians and ratios as Markdown.
+// Unmask vs ONNX Runtime Web (the same number of threads each) in one headless Chromium page,
+// plus native Unmask (as many threads) on the same GGUF files. Prints medians and ratios as
+// Markdown.
 //   python bench/export_onnx.py && (cd bench && npm ci && npm run bench)
-// Options (env): MODELS=default,rpln-512x8  LENGTHS=64,128,256  ROUNDS=5  WARM_MS=3000
+// Options (env): MODELS=default,rpln-512x8  LENGTHS=64,128,256  ROUNDS=5  WARM_MS=3000  THREADS=1
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +13,7 @@ const models = (process.env.MODELS || 'default,rpln-512x8').split(',').filter((m
 const lengths = (process.env.LENGTHS || '64,128,256').split(',').map(Number);
 const rounds = Number(process.env.ROUNDS || 5);
 const warmMs = Number(process.env.WARM_MS || 3000);
+const threads = Number(process.env.THREADS || 1);
 if (!models.length) throw new Error('no models: run python bench/export_onnx.py first');
 
 const version = (p) => JSON.parse(readFileSync(`${root}${p}`, 'utf8')).version;
@@ -28,18 +30,19 @@ const h = await start();
 h.page.setDefaultTimeout(0);
 const browser = h.browser.version();
 const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1];
-console.log(`# Unmask vs ONNX Runtime Web\n\n${cpu}, ${(await import('node:os')).cpus().length} cores; Chromium ${browser}; onnxruntime-web ${version('bench/node_modules/onnxruntime-web/package.json')}; one thread each; medians of ${rounds} interleaved rounds after ${warmMs} ms warm-up per engine and length.\n`);
+console.log(`# Unmask vs ONNX Runtime Web\n\n${cpu}, ${(await import('node:os')).cpus().length} cores; Chromium ${browser}; onnxruntime-web ${version('bench/node_modules/onnxruntime-web/package.json')}; ${threads === 1 ? 'one thread' : `${threads} threads`} each; medians of ${rounds} interleaved rounds after ${warmMs} ms warm-up per engine and length.\n`);
 let peak;
 for (const model of models) {
   await h.page.goto(`${h.origin}/bench/page.html`);
   await h.page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
   peak ??= await h.page.evaluate((b64) => window.peak(b64), peakWasm);
-  const r = await h.page.evaluate((cfg) => window.bench(cfg), { model, lengths, rounds, warmMs, generate: true });
-  // Native, one thread, same files (candle's matmul: the native default).
+  const r = await h.page.evaluate((cfg) => window.bench(cfg), { model, lengths, rounds, warmMs, generate: true, threads });
+  if (r.threads.unmask.some((n) => n !== threads)) throw new Error(`unmask ran ${r.threads.unmask} threads, not ${threads}`);
+  // Native, as many threads, same files (candle's matmul: the native default).
   const native = {};
   for (const dt of ['f32', 'q8_0']) {
     const o = execFileSync(`${root}target/release/unmask`, ['bench', '-m', `${root}bench/models/${model}/${dt}.gguf`, '--repeats', String(rounds)],
-      { env: { ...process.env, RAYON_NUM_THREADS: '1' }, encoding: 'utf8' });
+      { env: { ...process.env, RAYON_NUM_THREADS: String(threads) }, encoding: 'utf8' });
     for (const m of o.matchAll(/forward\s+(\d+) tokens \(all logits\)\s+([\d.]+) ms/g)) (native[m[1]] ??= {})[dt] = Number(m[2]);
     const g = o.match(/generate (\d+) tokens, 10 steps\s+([\d.]+) ms/);
     if (g && dt === 'q8_0') native.generate = Number(g[2]);
@@ -57,6 +60,6 @@ for (const model of models) {
   const flop = forwardFlop(cfg, n);
   const f32 = flop / r.lengths[n]['unmask f32'] / 1e6;
   const q8 = flop / r.lengths[n]['unmask q8_0'] / 1e6;
-  console.log(`Forward at ${n} tokens: ${(flop / 1e9).toFixed(2)} GFLOP; unmask f32 ${f32.toFixed(1)} GFLOP/s = ${(100 * f32 / peak.fmaGflops).toFixed(0)} % of this browser's f32x4 FMA peak (${peak.fmaGflops.toFixed(1)}); unmask q8_0 ${q8.toFixed(1)} G(FL)OP/s (the relaxed int8 dot's peak: ${peak.dotGops.toFixed(0)} GOP/s).\n`);
+  console.log(`Forward at ${n} tokens: ${(flop / 1e9).toFixed(2)} GFLOP; unmask f32 ${f32.toFixed(1)} GFLOP/s = ${(100 * f32 / peak.fmaGflops / threads).toFixed(0)} % of this browser's f32x4 FMA peak × ${threads} (${peak.fmaGflops.toFixed(1)} a thread); unmask q8_0 ${q8.toFixed(1)} G(FL)OP/s (the relaxed int8 dot's peak: ${peak.dotGops.toFixed(0)} GOP/s).\n`);
 }
 await h.close();

@@ -1,11 +1,11 @@
-// Unmask and ONNX Runtime Web in one page, one thread each, on identical token ids:
+// Unmask and ONNX Runtime Web in one page, the same number of threads each (`threads`; the
+// page is cross-origin isolated, so both can use a pool), on identical token ids:
 // encoder forward (all MLM logits, like ORT's graph output) at 64/128/256 tokens, interleaved
 // A/B/A/B after a warm-up, plus a 10-step generation with Unmask. Driven by browser.mjs via
 // window.bench(config); results on the returned object.
 import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
 import { DiffusionLM } from '../pkg/src/index.js';
 
-ort.env.wasm.numThreads = 1;
 ort.env.wasm.proxy = false;
 ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url).href;
 
@@ -37,13 +37,15 @@ async function time(fn) {
   return performance.now() - t0;
 }
 
-window.bench = async ({ model, lengths, rounds, warmMs, generate }) => {
+window.bench = async ({ model, lengths, rounds, warmMs, generate, threads }) => {
+  // ORT reads its thread count once, when its first session starts: one page per count.
+  ort.env.wasm.numThreads = threads;
   const base = `./models/${model}/`;
   const out = { model, lengths: {}, agreement: {} };
-  const ours = {
-    f32: await DiffusionLM.load(base + 'f32.gguf', { worker: false, cache: false }),
-    q8: await DiffusionLM.load(base + 'q8_0.gguf', { worker: false, cache: false }),
-  };
+  // The pool belongs to an instance's worker; one thread runs on the page, as ORT does.
+  const o = { worker: threads > 1, cache: false, threads };
+  const ours = { f32: await DiffusionLM.load(base + 'f32.gguf', o), q8: await DiffusionLM.load(base + 'q8_0.gguf', o) };
+  out.threads = { unmask: [ours.f32.threads, ours.q8.threads] };
   const theirs = { f32: await ortSession(base + 'model.onnx'), q8: await ortSession(base + 'model.int8.onnx') };
   const vocab = ours.f32.info.vocabSize;
   for (const n of lengths) {

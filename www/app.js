@@ -371,6 +371,9 @@ function addSample(text) {
 /** Seconds between samples under a time budget (a step count samples 5 times instead). */
 const SAMPLE_SECONDS = 15;
 
+/** " (ELBO ppl 212.6)" for an evaluation, nothing without one. */
+const ppl = (e) => (e?.elboPerplexity != null ? ` (ELBO ppl ${e.elboPerplexity.toFixed(1)})` : '');
+
 async function train() {
   if (state.busy || !state.lm) return;
   const corpus = ui.corpus.value;
@@ -383,35 +386,50 @@ async function train() {
   ui.samples.replaceChildren();
   drawChart();
   const t0 = performance.now();
+  let run = null;
   try {
-    // Under a time budget the step count is not known: samples come on a clock, the
-    // evaluation once, at the end.
+    // Under a time budget the step count is not known: samples and evaluations (the
+    // candidates Stop chooses from) come on a clock.
     const steps = given.steps ?? (given.seconds ? null : state.lm.options.training.find((s) => s.name === 'steps').default);
     const every = (k) => (steps ? Math.max(10, Math.floor(steps / k)) : 1_000_000);
-    const run = state.lm.train(corpus, { ...given, mode, signal: ctl.signal, evalEvery: every(10), sampleEvery: every(5), sampleLength: 24 });
+    run = state.lm.train(corpus, { ...given, mode, signal: ctl.signal, evalEvery: every(10), sampleEvery: every(5), sampleLength: 24 });
     const info = await run.start;
     ui.tstats.textContent = `${info.documents} documents · ${info.trainTokens} tokens · ${(info.parameters / 1e6).toFixed(2)} M parameters`;
     // A fine-tune shows the loaded model's text first, for the same prompt and seed as the
     // samples during training: before and after, one above the other.
-    if (mode === 'finetune') addSample(`before: ${await run.sample()}`);
+    if (mode === 'finetune') addSample(`before${ppl(info.eval)}: ${await run.sample()}`);
     let sampled = performance.now();
     for await (const r of run) {
       state.losses.push({ step: r.step, loss: r.loss });
       drawChart();
       const elapsed = (performance.now() - t0) / 1000;
       const eta = Math.min((elapsed / r.step) * (r.steps - r.step), given.seconds ? given.seconds - elapsed : Infinity);
+      let { sample, eval: e } = r;
+      if (sample === undefined && !steps && performance.now() - sampled >= SAMPLE_SECONDS * 1000) {
+        sample = await run.sample();
+        e ??= await run.evaluate();
+      }
       ui.tstats.textContent = `step ${r.step}${steps ? `/${r.steps}` : ''} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${Math.max(0, eta).toFixed(0)} s`
-        + (r.eval ? ` · ELBO ppl ${r.eval.elboPerplexity.toFixed(1)}` : '');
-      let sample = r.sample;
-      if (sample === undefined && !steps && performance.now() - sampled >= SAMPLE_SECONDS * 1000) sample = await run.sample();
+        + (e ? ` · ELBO ppl ${e.elboPerplexity.toFixed(1)}` : '');
       if (sample !== undefined) {
-        addSample(`step ${r.step}: ${sample}`);
+        addSample(`step ${r.step}${ppl(e)}: ${sample}`);
         sampled = performance.now();
       }
     }
   } catch (e) {
     if (!(e instanceof AbortError)) ui.tstats.textContent = `training stopped: ${e.message}`;
     else ui.tstats.textContent += ' · stopped';
+  }
+  try {
+    // A fine-tune ends on its best evaluated weights: say which, and show their text.
+    const k = run?.kept;
+    if (k && k.elboPerplexity !== null && k.step !== state.losses.at(-1)?.step) {
+      const which = k.step === 0 ? 'the loaded model\'s weights (training only raised the ELBO perplexity)' : `the weights of step ${k.step}`;
+      const text = await state.lm.generateText((await run.start).samplePrompt, { length: 24, seed: 0 });
+      addSample(`kept ${which}${ppl(k)}: ${text}`);
+    }
+  } catch (e) {
+    ui.tstats.textContent = `training stopped: ${e.message}`;
   } finally {
     state.abort = null;
     setBusy(null);

@@ -247,6 +247,8 @@ export interface TrainOptions {
   seed?: number;
   validFraction?: number;
   evalSequences?: number;
+  /** Which weights the run ends with: its best evaluated ones (default for a fine-tune) or the last step's (default from scratch). */
+  keep?: 'best' | 'last';
   evalEvery?: number;
   /** Adds a `sample` of the current weights every this many steps (and at the last). */
   sampleEvery?: number;
@@ -267,14 +269,27 @@ export interface TrainStep {
   gradNorm: number;
   ms: number;
   tokensPerSec: number;
-  eval?: { elboPerplexity: number; loss: number; heldOut: boolean; tokens: number };
+  eval?: Evaluation;
   sample?: string;
 }
 
+/** ELBO perplexity of a run's weights, on held-out text where the corpus has some. */
+export interface Evaluation {
+  elboPerplexity: number;
+  loss: number;
+  heldOut: boolean;
+  tokens: number;
+}
+
 export interface TrainStream extends AsyncIterableIterator<TrainStep> {
-  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number; steps: number; seconds: number | null; samplePrompt: string }>;
+  /** `eval`: the loaded model's evaluation, when the run keeps its best weights (`keep: 'best'`). */
+  start: Promise<{ parameters: number; documents: number; trainTokens: number; validTokens: number; heldOut: boolean; estimatedBytes: number; steps: number; seconds: number | null; samplePrompt: string; eval: Evaluation | null }>;
   /** Text for `samplePrompt` from the weights as they are now (the loaded model's before the first step), drawn as the run's samples are. */
   sample(): Promise<string>;
+  /** Evaluates the weights as they are now; under `keep: 'best'` the run remembers them if they are its best so far. */
+  evaluate(): Promise<Evaluation>;
+  /** Once the run has ended and handed its weights over: the step they are from (0: the loaded model's) and their figure (`null` under `keep: 'last'`). */
+  kept: { step: number; elboPerplexity: number | null } | null;
 }
 
 export interface DiffusionLM {

@@ -230,7 +230,8 @@ export class DiffusionLM {
    * the loaded model, `'scratch'` trains a tokenizer and a tiny model. An async iterator of
    * `{step, steps, loss, objective, lr, gradNorm, tokensPerSec, ms, eval?, sample?}`; `.start`
    * resolves to the corpus and model sizes. When the run ends, is stopped or aborted, the
-   * instance generates with the trained weights (unless `adopt: false`).
+   * instance generates with the weights the `keep` option names (by default a fine-tune's
+   * best evaluated ones, a new model's last; `.kept` says which step's) unless `adopt: false`.
    */
   train(corpus, opts = {}) {
     if (typeof corpus !== 'string') throw new OptionsError('corpus must be a string');
@@ -423,14 +424,20 @@ class TrainStream extends LockedStream {
     this._step = 0;
     this._tokens = 0;
     this._t0 = 0;
+    /** After the run: `{step, elboPerplexity}` of the weights the instance now generates with. */
+    this.kept = null;
   }
 
-  /** `{parameters, documents, trainTokens, validTokens, heldOut}` of the run. */
+  /**
+   * `{parameters, documents, trainTokens, validTokens, heldOut, samplePrompt, eval}` of the
+   * run; `eval` is the loaded model's evaluation when the run keeps its best weights.
+   */
   get start() { return this._begin(); }
 
   _begin() {
     return this._open(async () => {
       const info = await this._lm._t.call('trainBegin', [this._corpus, this._o.request]);
+      info.eval ??= null;
       // The core resolves how long the run is (a time budget alone: many steps).
       this._steps = info.steps;
       this._seconds = info.seconds;
@@ -489,6 +496,21 @@ class TrainStream extends LockedStream {
     }
   }
 
+  /**
+   * `{elboPerplexity, loss, heldOut, tokens}` of the weights as they are now (held-out text
+   * where the corpus has some). A run that keeps its best weights remembers these if they
+   * are the best so far: evaluate as often as Stop should find a recent candidate.
+   */
+  async evaluate() {
+    try {
+      await this._begin();
+      if (this._finished) throw new TrainingError('evaluate(): this training run has ended');
+      return await this._lm._t.call('trainEvaluate', []);
+    } catch (e) {
+      throw toTypedError(e);
+    }
+  }
+
   async _sample() {
     const prompt = this._o.samplePrompt ?? (await this._begin()).samplePrompt;
     return this._lm._t.call('trainSample', [prompt, this._o.sampleLength]);
@@ -500,12 +522,16 @@ class TrainStream extends LockedStream {
   }
 
   /**
-   * Ends the run. Finished, stopped or aborted (`early`): the trained weights become the
+   * Ends the run. Finished, stopped or aborted (`early`): the weights `keep` names become the
    * generating model (unless `adopt: false`); after an error the old model stays.
    */
   async _finish(early) {
     const lm = this._lm;
-    if (early && this._o.adopt && this._step > 0) lm.info = await lm._t.call('trainAdopt', []);
+    if (early && this._o.adopt && this._step > 0) {
+      const k = await lm._t.call('trainKeep', []);
+      this.kept = { step: k.step, elboPerplexity: k.elboPerplexity ?? null };
+      lm.info = await lm._t.call('trainAdopt', []);
+    }
     await lm._t.call('trainEnd', []);
   }
 }

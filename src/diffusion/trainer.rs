@@ -43,6 +43,16 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// Which weights a run ends with.
+    pub enum Keep {
+        /// Those of the run's evaluation with the lowest ELBO perplexity (early stopping).
+        Best = "best",
+        /// Those of the last step.
+        Last = "last",
+    }
+}
+
 /// The learning rate when none is given: fine-tuning whole weights keeps close to the loaded
 /// ones, adapters start at zero and need a larger one, a fresh tiny model a large one to learn
 /// within the demo's minute.
@@ -119,10 +129,17 @@ options! {
         seed: u64 = 0, Kind::int(0, MAX_SAFE_INTEGER);
         /// Share of documents held out for evaluation (0: evaluate on the training text).
         valid_fraction: f64 = 0.1, Kind::real(ge(0.0), lt(1.0));
-        /// Validation windows scored by an evaluation.
+        /// Validation windows scored by an evaluation (at most as many as the held-out text fills).
         eval_sequences: usize = 16, Kind::int(1, 100_000);
         /// Vocabulary of the tokenizer trained on the corpus for a model from scratch.
         vocab: usize = 512, Kind::int(300, 65_536);
+        /// Which weights the run ends with, finished or stopped: best (those of its evaluation
+        /// with the lowest ELBO perplexity, held-out where the corpus has a held-out part; the
+        /// loaded model and the last step are evaluated too) or last. By default best for a
+        /// fine-tune (a small corpus is soon learnt by heart, and held-out text then reads
+        /// worse) and last for a model from scratch (learning its corpus by heart is its
+        /// purpose).
+        keep: Option<Keep> = None, Kind::choice(Keep::NAMES);
     }
 }
 
@@ -161,6 +178,7 @@ impl TrainOptions {
             self.method = Method::Full;
         }
         self.lr.get_or_insert(default_lr(scratch, self.method));
+        self.keep.get_or_insert(if scratch { Keep::Last } else { Keep::Best });
         self.warmup.get_or_insert((self.steps / 20).clamp(1, 200));
         self
     }
@@ -215,6 +233,24 @@ pub struct EvalReport {
     pub tokens: usize,
 }
 
+/// The weights a run ends with ([`Trainer::keep`]).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kept {
+    /// The step whose weights they are (0: the loaded model's).
+    pub step: usize,
+    /// Their evaluation's figure (`None` under `keep: last`).
+    pub elbo_perplexity: Option<f32>,
+}
+
+/// The weights of a run's best evaluation so far (`keep: best`).
+struct Best {
+    step: usize,
+    elbo_perplexity: f32,
+    /// The trained tensors, in `Trainer::vars`' order (the adapters alone for LoRA).
+    weights: Vec<Tensor>,
+}
+
 /// What a resumed run needs besides the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -242,6 +278,10 @@ pub struct Trainer {
     frozen: Option<Frozen>,
     /// A fresh model with its own tokenizer (`from_scratch`).
     scratch: bool,
+    /// Under `keep: best`, the best evaluation's weights so far.
+    best: Option<Best>,
+    /// The step of the last evaluation [`Self::evaluate_and_track`] made.
+    evaluated: Option<usize>,
 }
 
 /// Bytes a wasm instance may use for training: its address space is 4 GiB, and the model,
@@ -368,6 +408,8 @@ impl Trainer {
             name: name.to_string(),
             frozen,
             scratch: false,
+            best: None,
+            evaluated: None,
         })
     }
 
@@ -496,7 +538,9 @@ impl Trainer {
     pub fn evaluate(&self) -> Result<EvalReport> {
         let seq = self.options.seq_len;
         let stream = &self.corpus.valid;
-        let n = self.options.eval_sequences.max(1);
+        // No more windows than the text fills: more would score the same tokens again at ten
+        // forwards a window (the sample corpus holds out 247 tokens, four windows of 64).
+        let n = self.options.eval_sequences.min(stream.len().div_ceil(seq - 2)).max(1);
         // Windows start where training windows start: chunk boundaries for aligned training
         // (a model trained on aligned chunks knows text by position), spread evenly otherwise.
         let stride = match self.options.windows {
@@ -523,6 +567,37 @@ impl Trainer {
             held_out: self.corpus.held_out,
             tokens: seqs.len() * seq,
         })
+    }
+
+    /// [`Self::evaluate`] on the thread pool, remembered: under `keep: best` the weights are
+    /// set aside when they score lower than every earlier evaluation of the run.
+    pub fn evaluate_and_track(&mut self) -> Result<EvalReport> {
+        let e = crate::backend::par::run(|| self.evaluate())?;
+        self.evaluated = Some(self.step);
+        let better = self.best.as_ref().is_none_or(|b| e.elbo_perplexity < b.elbo_perplexity);
+        if self.options.keep == Some(Keep::Best) && better {
+            let weights = self.vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+            self.best = Some(Best { step: self.step, elbo_perplexity: e.elbo_perplexity, weights });
+        }
+        Ok(e)
+    }
+
+    /// Ends the run on the weights `keep` asks for. Under `best` the current weights are
+    /// evaluated unless they just were, and the best evaluation's weights replace them.
+    pub fn keep(&mut self) -> Result<Kept> {
+        if self.options.keep != Some(Keep::Best) {
+            return Ok(Kept { step: self.step, elbo_perplexity: None });
+        }
+        if self.evaluated != Some(self.step) {
+            self.evaluate_and_track()?;
+        }
+        let best = self.best.as_ref().expect("an evaluation was just tracked");
+        if best.step != self.step {
+            for ((_, v), w) in self.vars.iter().zip(&best.weights) {
+                v.set(w)?;
+            }
+        }
+        Ok(Kept { step: best.step, elbo_perplexity: Some(best.elbo_perplexity) })
     }
 
     /// Current weights as f32 tensors in the Hugging Face layout (adapters merged in).
@@ -882,5 +957,46 @@ mod tests {
         let fresh = Trainer::from_scratch("tiny", codec, &docs(), TrainOptions::default()).unwrap();
         assert_eq!((fresh.sample_options().repetition_penalty, fresh.sample_options().prior_penalty), (1.0, 0.0));
         assert_ne!(SampleOptions::DEFAULT.repetition_penalty, 1.0);
+    }
+
+    /// The adapters' values, flattened.
+    fn trained(t: &Trainer) -> Vec<Vec<f32>> {
+        t.vars.iter().map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_fine_tune_ends_on_its_best_evaluation_and_a_new_model_on_its_last_step() {
+        // A learning rate far too high for the fixture: the held-out figure soon worsens.
+        let opts = TrainOptions { lr: Some(0.05), warmup: Some(0), ..lora(4, None) };
+        let mut t = Trainer::new(&fixture(), &docs(), opts.clone()).unwrap();
+        assert_eq!(t.options.keep, Some(Keep::Best), "a fine-tune keeps its best weights by default");
+        let mut seen = vec![(0, t.evaluate_and_track().unwrap().elbo_perplexity, trained(&t))];
+        for _ in 0..4 {
+            t.step().unwrap();
+            t.step().unwrap();
+            seen.push((t.step, t.evaluate_and_track().unwrap().elbo_perplexity, trained(&t)));
+        }
+        t.step().unwrap();
+        let last = trained(&t);
+        let kept = t.keep().unwrap();
+        // Stop also weighs the weights it stops on: the step after the last evaluation.
+        seen.push((t.step, t.evaluate().unwrap().elbo_perplexity, last));
+        let best = seen.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert_eq!((kept.step, kept.elbo_perplexity), (best.0, Some(best.1)));
+        assert_ne!(kept.step, t.step, "this seed's run worsens at the end: the restore is tested");
+        assert_eq!(trained(&t), best.2, "the run holds the best evaluation's weights");
+        assert_eq!(t.evaluate().unwrap().elbo_perplexity, best.1);
+        assert_eq!(t.step, 9, "the steps trained stay counted");
+
+        let last_opts = TrainOptions { keep: Some(Keep::Last), ..opts };
+        let mut t = Trainer::new(&fixture(), &docs(), last_opts).unwrap();
+        t.evaluate_and_track().unwrap();
+        t.step().unwrap();
+        let before = trained(&t);
+        assert_eq!(t.keep().unwrap().step, 1);
+        assert_eq!(trained(&t), before);
+        let codec = crate::model::bpe::train_bpe(&docs(), 300).unwrap();
+        let fresh = Trainer::from_scratch("tiny", codec, &docs(), TrainOptions::default()).unwrap();
+        assert_eq!(fresh.options.keep, Some(Keep::Last), "a new model keeps its last weights by default");
     }
 }

@@ -159,6 +159,9 @@ struct TrainStart {
     seconds: Option<f64>,
     /// What the run's samples continue by default ([`crate::diffusion::corpus::Corpus::sample_prompt`]).
     sample_prompt: String,
+    /// The loaded model's evaluation, for a run that keeps its best weights (the loaded
+    /// model's are the first candidate); `None` otherwise.
+    eval: Option<crate::diffusion::trainer::EvalReport>,
 }
 
 #[wasm_bindgen]
@@ -355,7 +358,9 @@ impl Engine {
     pub fn train_begin(&mut self, corpus: &str, request: JsValue) -> Result<JsValue, JsValue> {
         self.trainer = None;
         let req: TrainRequest = from_js(request, "training request")?;
-        let trainer = req.into_trainer(&self.model, corpus).map_err(js_err)?;
+        let mut trainer = req.into_trainer(&self.model, corpus).map_err(js_err)?;
+        let keeps_best = trainer.options.keep == Some(crate::diffusion::trainer::Keep::Best);
+        let eval = if keeps_best { Some(trainer.evaluate_and_track().map_err(js_err)?) } else { None };
         let c = trainer.corpus();
         let out = TrainStart {
             parameters: trainer.parameter_count(),
@@ -367,6 +372,7 @@ impl Engine {
             steps: trainer.options.steps,
             seconds: trainer.options.seconds,
             sample_prompt: c.sample_prompt.clone(),
+            eval,
         };
         self.trainer = Some(trainer);
         to_js(&out)
@@ -402,11 +408,19 @@ impl Engine {
         Ok(model.codec.render(&out.canvas.ids, "[MASK]"))
     }
 
-    /// Held-out ELBO perplexity of the current weights.
+    /// Held-out ELBO perplexity of the current weights (a run that keeps its best weights
+    /// remembers them if they are the best so far).
     #[wasm_bindgen(js_name = trainEvaluate)]
-    pub fn train_evaluate(&self) -> Result<JsValue, JsValue> {
-        let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
-        to_js(&t.evaluate().map_err(js_err)?)
+    pub fn train_evaluate(&mut self) -> Result<JsValue, JsValue> {
+        let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        to_js(&t.evaluate_and_track().map_err(js_err)?)
+    }
+
+    /// Puts the weights the run ends with in place (`keep`): `{step, elboPerplexity}`.
+    #[wasm_bindgen(js_name = trainKeep)]
+    pub fn train_keep(&mut self) -> Result<JsValue, JsValue> {
+        let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        to_js(&t.keep().map_err(js_err)?)
     }
 
     /// Makes the current training weights the model that generates; returns its info.

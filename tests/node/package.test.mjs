@@ -212,7 +212,7 @@ test('train streams steps; the trained model then generates; bad corpora are typ
 test('a LoRA fine-tune saves adapters that load onto the same base, and a time budget ends a run', async () => {
   const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
   const tuned = await DiffusionLM.load(bytes);
-  const run = tuned.train(corpus, { mode: 'finetune', steps: 4, seqLen: 32, batchSize: 4, lr: 2e-2, warmup: 1, rank: 4, sampleLength: 8 });
+  const run = tuned.train(corpus, { mode: 'finetune', steps: 4, seqLen: 32, batchSize: 4, lr: 2e-2, warmup: 1, rank: 4, sampleLength: 8, keep: 'last' });
   const info = await run.start;
   assert.equal(info.steps, 4);
   // Before the first step a sample is the loaded model's, drawn with the defaults and seed 0.
@@ -242,6 +242,39 @@ test('a LoRA fine-tune saves adapters that load onto the same base, and a time b
   assert.deepEqual(await fresh.logits([0, 5, 6, 7, 2], [2]), kept, 'adopt: false keeps the loaded model');
   await tuned.dispose();
   await fresh.dispose();
+});
+
+test('a fine-tune ends on its best evaluated weights (the loaded model\'s among them), a new model on its last', async () => {
+  const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
+  const probe = [0, 5, 6, 7, 2];
+  // A model that knows one text well, then fine-tuned on another text with no word in common
+  // and evaluated on the first: training only makes the held-out text read worse, so the run
+  // hands back the loaded model's weights.
+  const [sea, sir] = ['the sea was calm and the ship sailed on. ', 'my dear sir, pray give me your hand. '].map((t) => t.repeat(12));
+  const m = await DiffusionLM.load(bytes);
+  for await (const _ of m.train(sir, { mode: 'finetune', steps: 30, seqLen: 32, batchSize: 4, lr: 0.02, validFraction: 0, keep: 'last' }));
+  const base = await m.logits(probe, [2]);
+  const run = m.train(`${sea}\n\n${sir}`, { mode: 'finetune', steps: 4, seqLen: 32, batchSize: 4, lr: 0.05, warmup: 1, evalEvery: 2, validFraction: 0.5 });
+  const info = await run.start;
+  assert.ok(info.samplePrompt.startsWith('the sea'), 'this seed trains on the sea and holds out the sir');
+  const evals = [[0, info.eval.elboPerplexity]];
+  for await (const r of run) {
+    if (r.step === 1) evals.push([1, (await run.evaluate()).elboPerplexity]);
+    if (r.eval) evals.push([r.step, r.eval.elboPerplexity]);
+  }
+  assert.deepEqual(evals.map(([s]) => s), [0, 1, 2, 4]);
+  const best = evals.reduce((a, b) => (b[1] < a[1] ? b : a));
+  assert.deepEqual(run.kept, { step: best[0], elboPerplexity: best[1] }, JSON.stringify(evals));
+  assert.equal(run.kept.step, 0, `learning one document only made the other read worse: ${JSON.stringify(evals)}`);
+  assert.deepEqual(await m.logits(probe, [2]), base, 'the loaded model\'s weights are back');
+  await assert.rejects(() => run.evaluate(), TrainingError, /ended/);
+  // Under keep: 'last', Stop keeps the weights it stopped on.
+  const last = m.train(corpus, { mode: 'finetune', steps: 50, seqLen: 32, batchSize: 4, lr: 0.3, warmup: 1, keep: 'last' });
+  assert.equal((await last.start).eval, null);
+  for await (const r of last) if (r.step === 2) break;
+  assert.deepEqual(last.kept, { step: 2, elboPerplexity: null });
+  assert.notDeepEqual(await m.logits(probe, [2]), base);
+  await m.dispose();
 });
 
 test('wasm logits match transformers on the fixture (f32 file, our SIMD128 GEMM)', async () => {

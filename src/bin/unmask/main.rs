@@ -384,8 +384,9 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         if c.held_out { "" } else { " (one document: validation reuses it)" }
     );
     if a.init.is_some() && !a.resume {
-        // The base model's figure, for the fine-tune's to be read against.
-        let e = trainer.evaluate()?;
+        // The base model's figure, for the fine-tune's to be read against (and, under
+        // `--keep best`, the first candidate).
+        let e = trainer.evaluate_and_track()?;
         eprintln!("before training: {} ELBO perplexity {:.3}", if e.held_out { "held-out" } else { "training-text" }, e.elbo_perplexity);
     }
     let start_step = trainer.step;
@@ -422,15 +423,16 @@ fn train(a: TrainArgs) -> Result<(), Error> {
             eprintln!("step {} loss {:.4} objective {:.4} {tps:.0} tok/s", trainer.step, r.loss, r.objective);
         }
         if a.eval_every > 0 && trainer.step % a.eval_every == 0 {
-            let e = trainer.evaluate()?;
+            let e = trainer.evaluate_and_track()?;
             pb.println(format!("step {}: loss {:.3}, held-out ELBO perplexity {:.2}", trainer.step, r.loss, e.elbo_perplexity));
             trainer.save(&a.out)?;
         }
     }
     pb.finish_and_clear();
-    let e = trainer.evaluate()?;
-    trainer.save(&a.out)?;
     let secs = t0.elapsed().as_secs_f64();
+    let e = trainer.evaluate_and_track()?;
+    let kept = trainer.keep()?;
+    trainer.save(&a.out)?;
     let last_loss = recent.iter().sum::<f32>() / recent.len().max(1) as f32;
     print_lines(&[format!(
         "trained {} steps in {secs:.1} s ({:.0} tok/s): loss {last_loss:.4} (mean of the last {} steps), {} ELBO perplexity {:.3}; saved {}",
@@ -441,6 +443,9 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         e.elbo_perplexity,
         a.out.display()
     )]);
+    if let (true, Some(p)) = (kept.step != trainer.step, kept.elbo_perplexity) {
+        print_lines(&[format!("saved the weights of step {} instead (--keep best): ELBO perplexity {p:.3}", kept.step)]);
+    }
     Ok(())
 }
 
