@@ -164,8 +164,15 @@ impl Model {
 
     /// Logits `[positions.len(), vocab]` as a flat row-major vector.
     pub fn logits_at(&self, ids: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        self.logits_with(ids, positions, <[f32]>::to_vec)
+    }
+
+    /// [`Self::logits_at`] handed to `f` where the forward left them, for a caller that copies
+    /// them elsewhere anyway (into JS memory: a Vec in between was one more serial pass over
+    /// 16 MB for 256 positions).
+    pub fn logits_with<R>(&self, ids: &[u32], positions: &[usize], f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         let t: Tensor = self.encoder.logits_at(ids, positions)?;
-        Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        Ok(crate::backend::train_rows::with_data(&t, f)?)
     }
 }
 

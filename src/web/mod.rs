@@ -318,10 +318,11 @@ impl Engine {
         *self.generation.borrow_mut() = None;
     }
 
-    /// Logits `[positions × vocab]` (row-major) for one sequence.
-    pub fn logits(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<Vec<f32>, JsValue> {
+    /// Logits `[positions × vocab]` (row-major) for one sequence, copied once: from where the
+    /// forward wrote them into JS memory.
+    pub fn logits(&self, ids: Vec<u32>, positions: Vec<u32>) -> Result<js_sys::Float32Array, JsValue> {
         let positions: Vec<usize> = positions.into_iter().map(|p| p as usize).collect();
-        self.model.logits_at(&ids, &positions).map_err(js_err)
+        self.model.logits_with(&ids, &positions, |l| js_sys::Float32Array::from(l)).map_err(js_err)
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
