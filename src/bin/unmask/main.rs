@@ -444,7 +444,7 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         a.out.display()
     )]);
     if let (true, Some(p)) = (kept.step != trainer.step, kept.elbo_perplexity) {
-        print_lines(&[format!("saved the weights of step {} instead (--keep best): ELBO perplexity {p:.3}", kept.step)]);
+        print_lines(&[format!("{} holds the weights of step {} (--keep best): they scored lowest, ELBO perplexity {p:.3}", a.out.display(), kept.step)]);
     }
     Ok(())
 }
