@@ -366,6 +366,8 @@ function addSample(text) {
   const li = document.createElement('li');
   li.textContent = text;
   ui.samples.append(li);
+  // The newest sample (last: the kept weights' text) in view inside the list's own scroll.
+  ui.samples.scrollTop = ui.samples.scrollHeight;
 }
 
 /** Seconds between samples under a time budget (a step count samples 5 times instead). */
