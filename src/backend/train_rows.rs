@@ -23,7 +23,7 @@ pub(super) fn data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::
 }
 
 /// Runs `f` on the f32 data of `t` (made contiguous), read in place.
-pub fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(super) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (s, l) = t.storage_and_layout();
     match &*s {

@@ -172,7 +172,7 @@ impl Model {
     /// 16 MB for 256 positions).
     pub fn logits_with<R>(&self, ids: &[u32], positions: &[usize], f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         let t: Tensor = self.encoder.logits_at(ids, positions)?;
-        Ok(crate::backend::train_rows::with_data(&t, f)?)
+        crate::backend::cpu::with_f32(&t, f)
     }
 }
 
