@@ -265,14 +265,7 @@ impl Ops for Train {
         let frozen = l.is_frozen();
         let y = match &l.adapter {
             Some(a) if frozen => super::train_gemm::lora_linear(&x.reshape(((), k))?, l.frozen(self.kernels)?, l.bias.as_ref(), &a.a, &a.b, a.scale)?.reshape(dims)?,
-            _ if self.kernels.own_gemm || frozen => {
-                let y = super::train_gemm::matmul_t(&x.reshape(((), k))?, l.weight()?)?.reshape(dims)?;
-                let y = match &l.bias {
-                    Some(b) => super::train_rows::add_bias(&y, b)?,
-                    None => y,
-                };
-                adapted(l, x, y)?
-            }
+            _ if self.kernels.own_gemm || frozen => adapted(l, x, super::train_gemm::linear(x, l.weight()?, l.bias.as_ref())?)?,
             _ => adapted(l, x, candle_linear(x, l)?)?,
         };
         Ok(match act {

@@ -14,10 +14,13 @@ use std::sync::Arc;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::int8::{self, QWeights};
-use super::train_rows::{column_sums, with_data};
+use super::train_rows::{column_sums, data, with_data};
 use super::{gemm, par, simd};
 
 struct MatmulT;
+
+/// `x · wᵀ + b` as one graph node (see [`linear`]).
+struct LinearT;
 
 /// The f32 data of a contiguous 2-D operand and its dims.
 fn operand<'a>(s: &'a CpuStorage, l: &Layout, which: &str) -> candle_core::Result<(&'a [f32], usize, usize)> {
@@ -27,36 +30,71 @@ fn operand<'a>(s: &'a CpuStorage, l: &Layout, which: &str) -> candle_core::Resul
     Ok((&data[start..end], r, c))
 }
 
+/// `x · wᵀ (+ bias)` for contiguous `x [..., k]` (leading dims flattened into `m` rows) and
+/// `w [n × k]`: the output, shaped `[..., n]`.
+fn forward(s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, bias: Option<&[f32]>) -> candle_core::Result<(CpuStorage, Shape)> {
+    let x = data(s1, l1, "matmul_t: x")?;
+    let (w, n, k) = operand(s2, l2, "w")?;
+    let mut dims = l1.dims().to_vec();
+    if dims.last() != Some(&k) || bias.is_some_and(|b| b.len() != n) {
+        bail!("matmul_t: x is {dims:?} but w is {n}×{k}");
+    }
+    *dims.last_mut().expect("checked above") = n;
+    let m = x.len() / k;
+    // SAFETY: matmul_t writes all m × n outputs.
+    let out = unsafe { par::written(m * n, |out| Ok::<_, candle_core::Error>(gemm::matmul_t(x, w, bias, m, k, n, out))) }?;
+    Ok((CpuStorage::F32(out), Shape::from(dims)))
+}
+
+/// The gradients of `y = x · wᵀ (+ b)` for the output's gradient `g`: `dx = g · w` (shaped as
+/// `x`) and `dw = gᵀ · x`, each again one `· ᵀ` product of transposed copies; none for an
+/// input that needs none (a frozen weight, or the input of the lowest trained layer).
+fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    let (n, k) = w.dims2()?;
+    let m = x.elem_count() / k;
+    let dx = match x.track_op() {
+        true => Some(with_data(g, |gs| with_data(w, |ws| product_t(gs, &transposed(ws, n, k)?, m, n, k)))???),
+        false => None,
+    };
+    let dw = match w.track_op() {
+        true => Some(with_data(g, |gs| with_data(x, |xs| product_t(&transposed(gs, m, n)?, &transposed(xs, m, k)?, n, m, k)))???),
+        false => None,
+    };
+    let dev = x.device();
+    Ok((dx.map(|v| Tensor::from_vec(v, x.shape(), dev)).transpose()?, dw.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?))
+}
+
 impl CustomOp2 for MatmulT {
     fn name(&self) -> &'static str {
         "unmask-matmul-t"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, m, k) = operand(s1, l1, "a")?;
-        let (b, n, kb) = operand(s2, l2, "b")?;
-        if k != kb {
-            bail!("matmul_t: a is {m}×{k} but b is {n}×{kb}");
-        }
-        // SAFETY: matmul_t writes all m × n outputs.
-        let out = unsafe { super::par::written(m * n, |out| Ok::<_, candle_core::Error>(gemm::matmul_t(a, b, None, m, k, n, out))) }?;
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        forward(s1, l1, s2, l2, None)
     }
 
     fn bwd(&self, a: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let ((m, k), n) = (a.dims2()?, b.dim(0)?);
-        // da [m × k] = g · b = g · (bᵀ)ᵀ; none for an input that needs none (a frozen layer's).
-        let da = match a.track_op() {
-            true => Some(with_data(g, |gs| with_data(b, |bs| product_t(gs, &transposed(bs, n, k)?, m, n, k)))???),
-            false => None,
-        };
-        // db [n × k] = gᵀ · a = gᵀ · (aᵀ)ᵀ
+        grads(a, b, g)
+    }
+}
+
+impl CustomOp3 for LinearT {
+    fn name(&self) -> &'static str {
+        "unmask-linear-t"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        forward(s1, l1, s2, l2, Some(data(s3, l3, "matmul_t: bias")?))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = grads(x, w, g)?;
+        let n = b.elem_count();
         let db = match b.track_op() {
-            true => Some(with_data(g, |gs| with_data(a, |xs| product_t(&transposed(gs, m, n)?, &transposed(xs, m, k)?, n, m, k)))???),
+            true => Some(Tensor::from_vec(with_data(g, |gs| column_sums(gs.len() / n, n, |r, j| gs[r * n + j]))?, b.shape(), b.device())?),
             false => None,
         };
-        let dev = a.device();
-        Ok((da.map(|v| Tensor::from_vec(v, (m, k), dev)).transpose()?, db.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?))
+        Ok((dx, dw, db))
     }
 }
 
@@ -81,6 +119,18 @@ fn product_tn(a: &[f32], b: &[f32], m: usize, p: usize, q: usize) -> candle_core
 /// `a · bᵀ` for f32 `a [m × k]` and `b [n × k]`, with gradients for both.
 pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, MatmulT)
+}
+
+/// `x · wᵀ (+ b)` for f32 `x [..., k]`, `w [n × k]`, `b [n]`, with gradients for all three, as
+/// one node of candle's graph: through candle, the reshapes in and out and the bias were three
+/// more, and its backward gives each node's gradient a zeroed tensor and adds to it, serially
+/// on the engine's thread (a tenth of a tiny model's step, `bench/RESULTS.md`).
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match b {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, LinearT),
+        None => x.apply_op2(&w, MatmulT),
+    }
 }
 
 /// A weight as the training ops read it for their products with it (`x · Wᵀ` forward,
@@ -341,6 +391,30 @@ mod tests {
         let (go, gt) = (loss(ours).backward().unwrap(), loss(theirs).backward().unwrap());
         close(go.get(&a).unwrap(), gt.get(&a).unwrap(), "da");
         close(go.get(&b).unwrap(), gt.get(&b).unwrap(), "db");
+    }
+
+    /// The linear as one node equals candle's matmul and bias on a batch of sequences, forward
+    /// and every gradient.
+    #[test]
+    fn linear_matches_candles_matmul_and_bias() {
+        let dev = Device::Cpu;
+        let (b, t, k, n) = (3, 37, 29, 53);
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, t, k), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap()).unwrap();
+        let bias = Var::from_tensor(&Tensor::randn(0f32, 1.0, n, &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (b, t, n), &dev).unwrap();
+        let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
+        let ours = linear(&x, &w, Some(&bias)).unwrap();
+        let theirs = x.broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let close = |x: &Tensor, y: &Tensor, what: &str| {
+            let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d < 1e-4, "{what}: max difference {d}");
+        };
+        close(&ours, &theirs, "forward");
+        let (go, gt) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
+        for (v, what) in [(&x, "dx"), (&w, "dw"), (&bias, "db")] {
+            close(go.get(v.as_tensor()).unwrap(), gt.get(v.as_tensor()).unwrap(), what);
+        }
     }
 
     /// The fused head equals matmul + bias + cross-entropy written from candle's basic ops,

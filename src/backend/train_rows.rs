@@ -1,4 +1,4 @@
-//! Training's row-wise ops (layer norm, bias, GELU, softmax) as differentiable candle ops
+//! Training's row-wise ops (layer norm, GELU, softmax) as differentiable candle ops
 //! whose forward and backward passes split rows across the thread pool ([`super::par`]).
 //!
 //! Why: written from candle's basic ops (its fused layer norm and softmax record no backward
@@ -142,41 +142,6 @@ impl LayerNorm {
 /// Layer norm over the last dimension of `x` with weight `gamma` and bias `beta`.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, LayerNorm { eps: eps as f32 })
-}
-
-/// `x + b` with `b` added to every row (a linear's bias).
-struct AddBias;
-
-impl candle_core::CustomOp2 for AddBias {
-    fn name(&self) -> &'static str {
-        "unmask-add-bias"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, b) = (data(s1, l1, "add_bias")?, data(s2, l2, "add_bias")?);
-        let w = b.len();
-        if w == 0 || x.len() % w != 0 {
-            bail!("add_bias: rows of {} against a bias of {w}", x.len());
-        }
-        let y = map_rows(x.len() / w, w, |r, out| {
-            out.iter_mut().zip(&x[r * w..(r + 1) * w]).zip(b).for_each(|((o, x), b)| *o = x + b);
-        })?;
-        Ok((CpuStorage::F32(y), l1.shape().clone()))
-    }
-
-    fn bwd(&self, _x: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let w = b.elem_count();
-        let db = match b.track_op() {
-            true => Some(with_data(g, |gs| column_sums(gs.len() / w, w, |r, j| gs[r * w + j]))?),
-            false => None,
-        };
-        Ok((Some(g.clone()), db.map(|v| Tensor::from_vec(v, b.shape(), b.device())).transpose()?))
-    }
-}
-
-/// `x + b` over the last dimension of `x` (a linear's bias).
-pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
 }
 
 /// GELU, exact (`tanh: false`) or the tanh approximation (`transformers`' gelu_new), on the
@@ -327,22 +292,6 @@ mod tests {
         close(&ours, &basic, "softmax");
         let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
         close(go.get(t).unwrap(), gb.get(t).unwrap(), "softmax gradient");
-    }
-
-    #[test]
-    fn add_bias_matches_broadcast_add() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 11, 17), &dev).unwrap()).unwrap();
-        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, 17, &dev).unwrap()).unwrap();
-        let weights = Tensor::randn(0f32, 1.0, (3, 11, 17), &dev).unwrap();
-        let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
-        let ours = add_bias(x.as_tensor(), b.as_tensor()).unwrap();
-        let basic = x.as_tensor().broadcast_add(b.as_tensor()).unwrap();
-        close(&ours, &basic, "forward");
-        let (go, gb) = (loss(&ours).backward().unwrap(), loss(&basic).backward().unwrap());
-        for (v, what) in [(&x, "dx"), (&b, "db")] {
-            close(go.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap(), what);
-        }
     }
 
     #[test]
