@@ -4,6 +4,8 @@
 //   git worktree add /tmp/base <rev> && (cd /tmp/base && scripts/build-wasm && cargo build --release)
 //   BASE=/tmp/base node bench/ab.mjs
 // Options (env): MODEL=models/default.gguf  ROUNDS=7  WARM_MS=3000
+//   TRAIN=1 adds training steps in Chromium (a tiny model from scratch and a full fine-tune,
+//   with 1 and 2 threads on the package's workers; medians of ROUNDS and ROUNDS / 3 steps).
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +52,23 @@ const web = await h.page.evaluate(async ({ model, rounds, warmMs }) => {
   }
   return out;
 }, { model, rounds, warmMs });
+const train = process.env.TRAIN && await h.page.evaluate(async ({ model, rounds }) => {
+  const builds = { base: '/target/ab/base/src/index.js', head: '/pkg/src/index.js' };
+  const corpus = await (await fetch('/www/sample-corpus.txt')).text();
+  const { trainStepMs } = await import('/bench/train-step.js');
+  const lms = {};
+  for (const [k, url] of Object.entries(builds)) {
+    for (const threads of [1, 2]) lms[`${k} ${threads}`] = await (await import(url)).DiffusionLM.load(`/${model}`, { cache: false, device: 'wasm', threads });
+  }
+  const out = {};
+  for (const [what, o, n] of [['tiny from scratch', { mode: 'scratch', size: 'tiny' }, rounds], ['full fine-tune', { mode: 'finetune', method: 'full' }, Math.ceil(rounds / 3)]]) {
+    const t = Object.fromEntries(Object.keys(lms).map((k) => [k, []]));
+    for (const lm of Object.values(lms)) await trainStepMs(lm, corpus, o);
+    for (let r = 0; r < n; r++) for (const [k, lm] of Object.entries(lms)) t[k].push(await trainStepMs(lm, corpus, o));
+    out[what] = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, v.sort((a, b) => a - b)[v.length >> 1]]));
+  }
+  return out;
+}, { model, rounds });
 await h.close();
 
 const native = { base: { forward: [], generate: [] }, head: { forward: [], generate: [] } };
@@ -70,3 +89,6 @@ console.log(row(`Chromium forward ${web.tokens} tokens (all logits)`, web.forwar
 console.log(row(`Chromium generate ${web.genTokens} tokens × 10 steps`, web.generate.base, web.generate.head));
 console.log(row('native forward 256 tokens (all logits)', median(native.base.forward), median(native.head.forward)));
 console.log(row(`native generate ${native.genTokens} tokens × 10 steps`, median(native.base.generate), median(native.head.generate)));
+for (const [what, t] of Object.entries(train || {})) {
+  for (const threads of [1, 2]) console.log(row(`Chromium training step, ${what}, ${threads} thread(s)`, t[`base ${threads}`], t[`head ${threads}`]));
+}
