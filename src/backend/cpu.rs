@@ -54,12 +54,9 @@ impl Adapter {
     /// `scale · (x · Aᵀ) · Bᵀ` for rows `x [.., in]`, differentiable. Two thin products on our
     /// GEMM: rank is small, so this costs `2 · rank / in` of the frozen linear's work per row.
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let (k, n) = (self.a.dim(1)?, self.b.dim(0)?);
-        let mut dims = x.dims().to_vec();
-        *dims.last_mut().expect("x has a last dimension") = n;
         // Scaled on the thin side: rank values a row, not `out`.
-        let low = (super::train_gemm::matmul_t(&x.reshape(((), k))?, &self.a)? * self.scale)?;
-        Ok(super::train_gemm::matmul_t(&low, &self.b)?.reshape(dims)?)
+        let low = (super::train_gemm::linear(x, &self.a, None)? * self.scale)?;
+        Ok(super::train_gemm::linear(&low, &self.b, None)?)
     }
 }
 

@@ -116,11 +116,6 @@ fn product_tn(a: &[f32], b: &[f32], m: usize, p: usize, q: usize) -> candle_core
     unsafe { par::written(p * q, |o| Ok(gemm::matmul_tn(a, b, m, p, q, o))) }
 }
 
-/// `a · bᵀ` for f32 `a [m × k]` and `b [n × k]`, with gradients for both.
-pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    a.contiguous()?.apply_op2(&b.contiguous()?, MatmulT)
-}
-
 /// `x · wᵀ (+ b)` for f32 `x [..., k]`, `w [n × k]`, `b [n]`, with gradients for all three, as
 /// one node of candle's graph: through candle, the reshapes in and out and the bias were three
 /// more, and its backward gives each node's gradient a zeroed tensor and adds to it, serially
@@ -371,6 +366,12 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// `x` and `y` agree to 1e-4 everywhere.
+    fn close(x: &Tensor, y: &Tensor, what: &str) {
+        let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-4, "{what}: max difference {d}");
+    }
+
     /// Gradients of a scalar loss through our op equal those through candle's matmul.
     #[test]
     fn forward_and_gradients_match_candles_matmul() {
@@ -381,12 +382,8 @@ mod tests {
         let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap()).unwrap();
         let w = Tensor::randn(0f32, 1.0, (m, n), &dev).unwrap();
         let loss = |y: Tensor| (y.tanh().unwrap() * &w).unwrap().sum_all().unwrap();
-        let ours = matmul_t(&a, &b).unwrap();
+        let ours = linear(&a, &b, None).unwrap();
         let theirs = a.matmul(&b.t().unwrap()).unwrap();
-        let close = |x: &Tensor, y: &Tensor, what: &str| {
-            let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(d < 1e-4, "{what}: max difference {d}");
-        };
         close(&ours, &theirs, "forward");
         let (go, gt) = (loss(ours).backward().unwrap(), loss(theirs).backward().unwrap());
         close(go.get(&a).unwrap(), gt.get(&a).unwrap(), "da");
@@ -406,10 +403,6 @@ mod tests {
         let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
         let ours = linear(&x, &w, Some(&bias)).unwrap();
         let theirs = x.broadcast_matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
-        let close = |x: &Tensor, y: &Tensor, what: &str| {
-            let d = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(d < 1e-4, "{what}: max difference {d}");
-        };
         close(&ours, &theirs, "forward");
         let (go, gt) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
         for (v, what) in [(&x, "dx"), (&w, "dw"), (&bias, "db")] {
@@ -462,10 +455,6 @@ mod tests {
         let ours = lora_linear(&x, WeightView::F32(w.clone()), Some(&bias), &a, &b, 1.5).unwrap();
         let low = (x.matmul(&a.t().unwrap()).unwrap() * 1.5).unwrap();
         let theirs = (x.matmul(&w.t().unwrap()).unwrap().broadcast_add(&bias).unwrap() + low.matmul(&b.t().unwrap()).unwrap()).unwrap();
-        let close = |p: &Tensor, q: &Tensor, what: &str| {
-            let d = (p - q).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(d < 1e-4, "{what}: max difference {d}");
-        };
         close(&ours, &theirs, "forward");
         let loss = |y: &Tensor| (y.tanh().unwrap() * &weights).unwrap().sum_all().unwrap();
         let (go, gt) = (loss(&ours).backward().unwrap(), loss(&theirs).backward().unwrap());
@@ -479,7 +468,7 @@ mod tests {
         let dev = Device::Cpu;
         let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 4), &dev).unwrap()).unwrap();
         let b = Tensor::randn(0f32, 1.0, (3, 4), &dev).unwrap();
-        let grads = matmul_t(&a, &b).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = linear(&a, &b, None).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(grads.get(&a).is_some());
         assert!(grads.get(&b).is_none());
     }

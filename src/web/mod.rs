@@ -39,6 +39,11 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsValue> {
     v.serialize(&ser).map_err(|e| js_err(Error::input(e.to_string())))
 }
 
+/// The error of a training call made with no run begun.
+fn no_run() -> JsValue {
+    js_err(Error::Training("no training run".into()))
+}
+
 fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue, what: &str) -> Result<T, JsValue> {
     serde_wasm_bindgen::from_value(v).map_err(|e| js_err(Error::options(format!("{what}: {e}"))))
 }
@@ -383,7 +388,7 @@ impl Engine {
     /// `{step, loss, objective, lr, gradNorm, tokens}`.
     #[wasm_bindgen(js_name = trainStep)]
     pub fn train_step(&mut self, elapsed: f64) -> Result<JsValue, JsValue> {
-        let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let t = self.trainer.as_mut().ok_or_else(no_run)?;
         t.set_elapsed(elapsed);
         to_js(&t.step().map_err(js_err)?)
     }
@@ -394,7 +399,7 @@ impl Engine {
     /// or not at all (`adopt: false`).
     #[wasm_bindgen(js_name = trainSample)]
     pub fn train_sample(&self, prompt: &str, length: usize) -> Result<String, JsValue> {
-        let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let t = self.trainer.as_ref().ok_or_else(no_run)?;
         let trained;
         let model = match t.step {
             0 => &*self.model,
@@ -413,21 +418,21 @@ impl Engine {
     /// remembers them if they are the best so far).
     #[wasm_bindgen(js_name = trainEvaluate)]
     pub fn train_evaluate(&mut self) -> Result<JsValue, JsValue> {
-        let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let t = self.trainer.as_mut().ok_or_else(no_run)?;
         to_js(&t.evaluate_and_track().map_err(js_err)?)
     }
 
     /// Puts the weights the run ends with in place (`keep`): `{step, elboPerplexity}`.
     #[wasm_bindgen(js_name = trainKeep)]
     pub fn train_keep(&mut self) -> Result<JsValue, JsValue> {
-        let t = self.trainer.as_mut().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let t = self.trainer.as_mut().ok_or_else(no_run)?;
         to_js(&t.keep().map_err(js_err)?)
     }
 
     /// Makes the current training weights the model that generates; returns its info.
     #[wasm_bindgen(js_name = trainAdopt)]
     pub fn train_adopt(&mut self) -> Result<JsValue, JsValue> {
-        let t = self.trainer.as_ref().ok_or_else(|| js_err(Error::Training("no training run".into())))?;
+        let t = self.trainer.as_ref().ok_or_else(no_run)?;
         let model = t.snapshot().map_err(js_err)?;
         let adapters = t.adapters().map_err(js_err)?;
         self.adopt(model, adapters)
