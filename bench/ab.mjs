@@ -4,8 +4,9 @@
 //   git worktree add /tmp/base <rev> && (cd /tmp/base && scripts/build-wasm && cargo build --release)
 //   BASE=/tmp/base node bench/ab.mjs
 // Options (env): MODEL=models/default.gguf  ROUNDS=7  WARM_MS=3000
-//   TRAIN=1 adds training steps in Chromium (a tiny model from scratch and a full fine-tune,
-//   with 1 and 2 threads on the package's workers; medians of ROUNDS and ROUNDS / 3 steps).
+//   TRAIN=1 adds training steps in Chromium (a tiny model from scratch, the default fine-tune
+//   and a full one, with 1 and 2 threads on the package's workers; medians of ROUNDS steps,
+//   ROUNDS / 3 for the full fine-tune).
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +62,12 @@ const train = process.env.TRAIN && await h.page.evaluate(async ({ model, rounds 
     for (const threads of [1, 2]) lms[`${k} ${threads}`] = await (await import(url)).DiffusionLM.load(`/${model}`, { cache: false, device: 'wasm', threads });
   }
   const out = {};
-  for (const [what, o, n] of [['tiny from scratch', { mode: 'scratch', size: 'tiny' }, rounds], ['full fine-tune', { mode: 'finetune', method: 'full' }, Math.ceil(rounds / 3)]]) {
+  const runs = [
+    ['tiny from scratch', { mode: 'scratch', size: 'tiny' }, rounds],
+    ['default fine-tune (LoRA, top 2)', { mode: 'finetune' }, rounds],
+    ['full fine-tune', { mode: 'finetune', method: 'full' }, Math.ceil(rounds / 3)],
+  ];
+  for (const [what, o, n] of runs) {
     const t = Object.fromEntries(Object.keys(lms).map((k) => [k, []]));
     for (const lm of Object.values(lms)) await trainStepMs(lm, corpus, o);
     for (let r = 0; r < n; r++) for (const [k, lm] of Object.entries(lms)) t[k].push(await trainStepMs(lm, corpus, o));

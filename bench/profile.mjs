@@ -58,4 +58,20 @@ const label = { forward: 'forward, 256 tokens, all logits', generate: 'generatio
 console.log(`${model} ${file}: ${label}, ${ms.toFixed(0)} ms (mean of 3)\n`);
 console.log('| self % | function |\n|---|---|');
 for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`| ${(100 * t / total).toFixed(1)} | ${name.slice(0, 110)} |`);
+// Inclusive time of our own functions (a sample counts once for each distinct caller on its
+// stack): which op a kernel's time belongs to, where self time names only the kernel.
+const parent = new Map();
+for (const n of profile.nodes) for (const c of n.children || []) parent.set(c, n.id);
+const inclusive = new Map();
+profile.samples.forEach((id, i) => {
+  const t = profile.timeDeltas[i + 1] ?? 0;
+  const seen = new Set();
+  for (let n = id; n !== undefined; n = parent.get(n)) {
+    const name = byId.get(n).callFrame.functionName.replace(/::h[0-9a-f]{16}$/, '');
+    if (name.startsWith('unmask::') || name.startsWith('<unmask::')) seen.add(name);
+  }
+  for (const name of seen) inclusive.set(name, (inclusive.get(name) || 0) + t);
+});
+console.log('\n| inclusive % | function |\n|---|---|');
+for (const [name, t] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 45)) console.log(`| ${(100 * t / total).toFixed(1)} | ${name.slice(0, 110)} |`);
 await h.close();

@@ -114,6 +114,32 @@ fn elbo_matches_a_slow_reference() {
     assert!((w2.to_scalar::<f32>().unwrap() - 2.0 * p2.to_scalar::<f32>().unwrap()).abs() < 1e-4);
 }
 
+/// Training runs its last layer for the masked rows alone, a different number per sequence:
+/// the loss must equal the cross-entropy of the full forward's logits at those rows, in every
+/// family, with every layer trained and with the lower ones frozen.
+#[test]
+fn the_loss_of_the_masked_rows_equals_that_of_the_full_forward() {
+    for family in FAMILIES {
+        let model = Model::load(&fixture(family)).unwrap();
+        let seqs: Vec<Vec<u32>> = (0..3u32).map(|s| (0..10).map(|i| if i == 0 { 0 } else if i == 9 { 2 } else { 40 + s * 3 + i }).collect()).collect();
+        let b = mask_batch(&seqs, model.codec.mask_id, MaskSchedule::Steps { n: 4 }, 3, None, &mut Rng::new(5));
+        let per_sequence: Vec<usize> = (0..3).map(|s| b.positions.iter().filter(|&&p| p as usize / b.seq == s).count()).collect();
+        assert!(per_sequence.windows(2).any(|w| w[0] != w[1]), "{family}: the batch should mask unequal numbers of rows: {per_sequence:?}");
+        let ids = candle_core::Tensor::from_slice(&b.inputs, (b.batch, b.seq), &candle_core::Device::Cpu).unwrap();
+        let logits = model.encoder.forward_train(&ids).unwrap().flatten_to(1).unwrap().to_vec2::<f32>().unwrap();
+        let expected: f64 = b.positions.iter().zip(&b.targets).map(|(&p, &t)| {
+            let row = &logits[p as usize];
+            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() - row[t as usize] as f64
+        }).sum();
+        for from in [0, 1] {
+            let (_, plain, _) = loss_terms(&model.encoder, &b, from).unwrap();
+            let got = plain.to_scalar::<f32>().unwrap() as f64;
+            assert!((got - expected).abs() < 1e-4 * expected, "{family}, layers below {from} frozen: {got} against {expected}");
+        }
+    }
+}
+
 #[test]
 fn nan_loss_stops_training_and_keeps_the_weights() {
     let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();

@@ -184,7 +184,8 @@ fn sum(a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 fn gather_rows(x: &Tensor, rows: &[u32]) -> Result<Tensor> {
-    Ok(x.index_select(&Tensor::new(rows, x.device())?, 1)?)
+    let h = *x.dims().last().expect("x has a last dimension");
+    Ok(x.reshape(((), h))?.index_select(&Tensor::new(rows, x.device())?, 0)?)
 }
 
 impl Ops for Infer {
@@ -233,11 +234,11 @@ impl Ops for Infer {
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)
     }
-    fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
-        let (b, tq, h) = q.dims3()?;
-        let tk = k.dim(1)?;
-        let out = with_f32(q, |q| with_f32(k, |k| with_f32(v, |v| attention_rows(q, k, v, b, tq, tk, h, heads))))????;
-        Ok(Tensor::from_vec(out, (b, tq, h), q.device())?)
+    fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, queries: Option<&[u32]>) -> Result<Tensor> {
+        let (b, tk, h) = k.dims3()?;
+        let spans = super::query_spans(queries, q.elem_count() / h, b, tk)?;
+        let out = with_f32(q, |q| with_f32(k, |k| with_f32(v, |v| attention_rows(q, k, v, &spans, tk, h, heads))))????;
+        Ok(Tensor::from_vec(out, q.shape(), q.device())?)
     }
     fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         gather_rows(x, rows)
@@ -278,8 +279,10 @@ impl Ops for Train {
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)
     }
-    fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
-        Ok(super::train_attention::attention(q, k, v, heads)?)
+    fn attention(&mut self, q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, queries: Option<&[u32]>) -> Result<Tensor> {
+        let (b, tk, h) = k.dims3()?;
+        let spans = super::query_spans(queries, q.elem_count() / h, b, tk)?;
+        Ok(super::train_attention::attention(q, k, v, heads, spans)?)
     }
     fn gather_rows(&mut self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         gather_rows(x, rows)
@@ -331,17 +334,19 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
 /// [`Infer`]'s attention on slices, one task per (sequence, head) across the thread pool: the
 /// head's Q (pre-scaled), Kᵀ and V are gathered into contiguous blocks for our untransposed
 /// GEMM ([`gemm::matmul_nn`]); the softmax leaves its rows unnormalised and the context rows
-/// are divided by their sums instead (`hd` divisions per row rather than `t`).
-#[allow(clippy::too_many_arguments)]
-fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usize, h: usize, heads: usize) -> Result<Vec<f32>> {
+/// are divided by their sums instead (`hd` divisions per row rather than `t`). `spans[b]`:
+/// the rows of `q` (and of the output) that attend over sequence `b`'s `tk` keys.
+fn attention_rows(q: &[f32], k: &[f32], v: &[f32], spans: &[std::ops::Range<usize>], tk: usize, h: usize, heads: usize) -> Result<Vec<f32>> {
     let hd = h / heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let heads_of = |dst: &par::Out| par::for_each(b * heads, |task| {
+    let q_rows = spans.last().map_or(0, |s| s.end);
+    let heads_of = |dst: &par::Out| par::for_each(spans.len() * heads, |task| {
         let (bi, head) = (task / heads, task % heads);
+        let (q0, tq) = (spans[bi].start, spans[bi].len());
         let (mut qh, mut kt, mut vh) = (vec![0f32; tq * hd], vec![0f32; hd * tk], vec![0f32; tk * hd]);
         let (mut scores, mut ctx, mut sums) = (vec![0f32; tq * tk], vec![0f32; tq * hd], vec![0f32; tq]);
         for i in 0..tq {
-            let src = (bi * tq + i) * h + head * hd;
+            let src = (q0 + i) * h + head * hd;
             for d in 0..hd {
                 qh[i * hd + d] = q[src + d] * scale;
             }
@@ -361,12 +366,13 @@ fn attention_rows(q: &[f32], k: &[f32], v: &[f32], b: usize, tq: usize, tk: usiz
         for (i, row) in ctx.chunks_exact_mut(hd).enumerate() {
             let inv = 1.0 / sums[i];
             row.iter_mut().for_each(|c| *c *= inv);
-            dst.write((bi * tq + i) * h + head * hd, row);
+            dst.write((q0 + i) * h + head * hd, row);
         }
     });
-    // SAFETY: the (sequence, head) tasks write every row of every head (heads · hd = h).
+    // SAFETY: the (sequence, head) tasks write every row of every head (heads · hd = h), and
+    // the spans cover `q`'s rows.
     unsafe {
-        par::written(b * tq * h, |dst| {
+        par::written(q_rows * h, |dst| {
             heads_of(dst);
             Ok(())
         })

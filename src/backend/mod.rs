@@ -79,8 +79,36 @@ pub trait Ops {
     }
     fn add(&mut self, a: &Self::X, b: &Self::X) -> Result<Self::X>;
     /// Unmasked multi-head scaled dot-product attention of the rows of `q` over those of `k`
-    /// and `v` (per sequence; heads side by side in the width).
-    fn attention(&mut self, q: &Self::X, k: &Self::X, v: &Self::X, heads: usize) -> Result<Self::X>;
-    /// Rows `rows` of each sequence of `x`.
+    /// and `v` (per sequence; heads side by side in the width). `q` holds every row of the
+    /// batch, or with `queries` only those rows ([`Ops::gather_rows`]' numbering): each attends
+    /// over the keys of its own sequence.
+    fn attention(&mut self, q: &Self::X, k: &Self::X, v: &Self::X, heads: usize, queries: Option<&[u32]>) -> Result<Self::X>;
+    /// Rows `rows` of `x`, numbered across the batch (row `i` of sequence `b` is `b · seq + i`)
+    /// and grouped by sequence, the sequences in order, as rows of their own.
     fn gather_rows(&mut self, x: &Self::X, rows: &[u32]) -> Result<Self::X>;
+}
+
+/// Which rows of an attention's `q` (`q_rows` of them) belong to each of the `batch`
+/// sequences of `keys` rows: every row's own sequence's, or the sequences of `queries`
+/// ([`Ops::attention`]).
+pub(crate) fn query_spans(queries: Option<&[u32]>, q_rows: usize, batch: usize, keys: usize) -> Result<Vec<std::ops::Range<usize>>> {
+    let Some(rows) = queries else {
+        let t = q_rows / batch.max(1);
+        return Ok((0..batch).map(|b| b * t..(b + 1) * t).collect());
+    };
+    let in_range = rows.len() == q_rows && rows.iter().all(|&r| (r as usize) < batch * keys);
+    if !in_range || rows.windows(2).any(|w| w[0] as usize / keys > w[1] as usize / keys) {
+        return Err(crate::error::Error::input(format!(
+            "attention: {q_rows} query rows need as many row numbers below {}, grouped by sequence in order",
+            batch * keys
+        )));
+    }
+    let mut spans = Vec::with_capacity(batch);
+    let mut at = 0;
+    for b in 0..batch {
+        let end = at + rows[at..].iter().take_while(|&&r| (r as usize) < (b + 1) * keys).count();
+        spans.push(at..end);
+        at = end;
+    }
+    Ok(spans)
 }

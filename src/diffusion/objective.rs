@@ -101,7 +101,8 @@ impl MaskSchedule {
 pub struct MaskedBatch {
     /// `[batch, seq]` inputs with masks applied.
     pub inputs: Vec<u32>,
-    /// Flat indices into `batch × seq` of masked positions, their targets and weights.
+    /// Flat indices into `batch × seq` of masked positions (ascending), their targets and
+    /// weights.
     pub positions: Vec<u32>,
     pub targets: Vec<u32>,
     pub weights: Vec<f32>,
@@ -171,8 +172,7 @@ pub fn mask_batch(
 pub fn loss_terms(encoder: &Encoder, batch: &MaskedBatch, from: usize) -> Result<(Tensor, Tensor, usize)> {
     let dev = Device::Cpu;
     let ids = Tensor::from_slice(&batch.inputs, (batch.batch, batch.seq), &dev)?;
-    let pos = Tensor::from_slice(&batch.positions, batch.positions.len(), &dev)?;
-    let ce = encoder.train_loss(&ids, &pos, &batch.targets, from)?;
+    let ce = encoder.train_loss(&ids, &batch.positions, &batch.targets, from)?;
     let w = Tensor::from_slice(&batch.weights, batch.weights.len(), &dev)?;
     Ok(((&ce * &w)?.sum_all()?, ce.sum_all()?, batch.targets.len()))
 }

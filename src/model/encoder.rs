@@ -245,14 +245,16 @@ impl Encoder {
     /// seq]` (flattened to `[batch × seq]` rows) against `targets`, with gradients; the decoder
     /// and the loss are one op, so the `[rows × vocab]` logits never become tensors. Layers
     /// below `from` are frozen: they run as inference does, without recording a graph.
-    pub fn train_loss(&self, ids: &Tensor, rows: &Tensor, targets: &[u32], from: usize) -> Result<Tensor> {
+    pub fn train_loss(&self, ids: &Tensor, rows: &[u32], targets: &[u32], from: usize) -> Result<Tensor> {
         let (flat, b) = self.batch_of(ids)?;
         let ops = &mut cpu::Train { kernels: self.kernels };
+        // The last layer runs for the scored rows alone (exact: `forward::hidden`), which must
+        // then be a trained one.
+        let from = from.min(self.weights.layers.len() - 1);
         let x = match from {
-            0 => forward::hidden(ops, &self.weights, &self.wiring, &flat, b, None)?,
-            _ => forward::hidden_from(&mut cpu::Infer { kernels: self.kernels }, ops, &self.weights, &self.wiring, &flat, b, from)?,
+            0 => forward::hidden(ops, &self.weights, &self.wiring, &flat, b, Some(rows))?,
+            _ => forward::hidden_from(&mut cpu::Infer { kernels: self.kernels }, ops, &self.weights, &self.wiring, &flat, b, from, Some(rows))?,
         };
-        let x = x.reshape(((), self.config.hidden_size))?.index_select(rows, 0)?;
         let y = forward::head_transform(ops, &self.weights, &self.wiring, &x)?;
         let d = &self.weights.decoder;
         let bias = d.bias.as_ref().expect("the decoder has its output bias (checked at load)");
@@ -267,7 +269,7 @@ impl Encoder {
         par::run(|| {
             let ops = &mut cpu::Infer { kernels: self.kernels };
             let x = forward::hidden(ops, &self.weights, &self.wiring, ids, 1, Some(&rows))?;
-            Ok(forward::head(ops, &self.weights, &self.wiring, &x)?.squeeze(0)?)
+            forward::head(ops, &self.weights, &self.wiring, &x)
         })
     }
 }

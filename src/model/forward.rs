@@ -106,26 +106,28 @@ pub struct Wiring {
     pub position_offset: usize,
 }
 
-/// Hidden states of `batch` equal-length sequences `ids`; with `rows`, only those rows of
-/// each sequence: the last layer then computes its queries, feed-forward and norms for those
-/// rows alone (every row still serves as a key and value). Exact, since each row of a layer's
-/// output depends on the other rows only through the keys and values.
+/// Hidden states of `batch` equal-length sequences `ids`; with `rows` (numbered across the
+/// batch, grouped by sequence: [`Ops::gather_rows`]), only those rows: the last layer then computes its
+/// queries, feed-forward and norms for those rows alone (every row still serves as a key and
+/// value). Exact, since each row of a layer's output depends on the other rows only through
+/// the keys and values.
 pub fn hidden<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize, rows: Option<&[u32]>) -> Result<B::X> {
     let x = embed(ops, w, wiring, ids, batch)?;
     let x = layers(ops, w, wiring, x, 0, rows)?;
     finish(ops, w, x)
 }
 
-/// [`hidden`] of every row, the layers below `from` run by `lower` and the rest by `upper`: a
-/// fine-tune that trains only the top layers runs the frozen ones without recording a graph.
-pub fn hidden_from<A, B>(lower: &mut A, upper: &mut B, w: &Weights<A::Linear, A::Norm, A::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize, from: usize) -> Result<A::X>
+/// [`hidden`], the layers below `from` run by `lower` and the rest by `upper`: a fine-tune
+/// that trains only the top layers runs the frozen ones without recording a graph.
+#[allow(clippy::too_many_arguments)]
+pub fn hidden_from<A, B>(lower: &mut A, upper: &mut B, w: &Weights<A::Linear, A::Norm, A::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize, from: usize, rows: Option<&[u32]>) -> Result<A::X>
 where
     A: Ops,
     B: Ops<X = A::X, Linear = A::Linear, Norm = A::Norm, Embeddings = A::Embeddings>,
 {
     let x = embed(lower, w, wiring, ids, batch)?;
     let x = layers_below(lower, w, wiring, x, from)?;
-    let x = layers(upper, w, wiring, x, from, None)?;
+    let x = layers(upper, w, wiring, x, from, rows)?;
     finish(upper, w, x)
 }
 
@@ -165,26 +167,27 @@ fn layer_forward<B: Ops>(ops: &mut B, l: &Layer<B::Linear, B::Norm>, wiring: &Wi
         let n = ops.add_norm(&l.attn_norm, x, None)?;
         let q_in = pick(ops, &n)?;
         let res = pick(ops, x)?;
-        let a = attention(ops, l, wiring, q_in.as_ref().unwrap_or(&n), &n)?;
+        let a = attention(ops, l, wiring, q_in.as_ref().unwrap_or(&n), &n, rows)?;
         let (h, s) = ops.add_norm_keep(&l.ffn_norm, res.as_ref().unwrap_or(x), &a)?;
         let f = ffn(ops, l, wiring, &h)?;
         ops.add(&s, &f)
     } else {
         let q_in = pick(ops, x)?;
         let q_in = q_in.as_ref().unwrap_or(x);
-        let a = attention(ops, l, wiring, q_in, x)?;
+        let a = attention(ops, l, wiring, q_in, x, rows)?;
         let x1 = ops.add_norm(&l.attn_norm, q_in, Some(&a))?;
         let f = ffn(ops, l, wiring, &x1)?;
         ops.add_norm(&l.ffn_norm, &x1, Some(&f))
     }
 }
 
-/// Attention of the rows `q_in` over the keys and values of all rows `kv_in`.
-fn attention<B: Ops>(ops: &mut B, l: &Layer<B::Linear, B::Norm>, wiring: &Wiring, q_in: &B::X, kv_in: &B::X) -> Result<B::X> {
+/// Attention of the rows `q_in` (every row, or the rows `rows`) over the keys and values of
+/// all rows `kv_in`.
+fn attention<B: Ops>(ops: &mut B, l: &Layer<B::Linear, B::Norm>, wiring: &Wiring, q_in: &B::X, kv_in: &B::X, rows: Option<&[u32]>) -> Result<B::X> {
     let q = ops.linear(&l.query, q_in, None)?;
     let k = ops.linear(&l.key, kv_in, None)?;
     let v = ops.linear(&l.value, kv_in, None)?;
-    let ctx = ops.attention(&q, &k, &v, wiring.heads)?;
+    let ctx = ops.attention(&q, &k, &v, wiring.heads, rows)?;
     ops.linear(&l.attn_out, &ctx, None)
 }
 

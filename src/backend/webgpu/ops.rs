@@ -344,7 +344,8 @@ impl Ops for Pass<'_> {
         Ok(Rows { buf: out, ..a.clone() })
     }
 
-    fn attention(&mut self, q: &Rows, k: &Rows, v: &Rows, heads: usize) -> Result<Rows> {
+    /// One sequence (the GPU runs batch 1), so every query row attends over all of `k`.
+    fn attention(&mut self, q: &Rows, k: &Rows, v: &Rows, heads: usize, _queries: Option<&[u32]>) -> Result<Rows> {
         let (tq, tk, h) = (q.rows, k.rows, q.width);
         let ctx = self.scratch("attention", tq * h);
         let hd = h / heads;
