@@ -206,18 +206,11 @@ impl CustomOp3 for LoraLinear {
         }
         let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
         let mut y = self.w.forward(x, bias.as_deref(), m)?;
-        let delta = product_t(&self.low(x, a, m, k, r)?, b, m, r, n)?;
-        let out = par::Out::new(&mut y);
-        par::for_each((m * n).div_ceil(1 << 14), |t| {
-            let (lo, hi) = (t << 14, ((t + 1) << 14).min(m * n));
-            // SAFETY: each task adds into its own range.
-            let ys = unsafe { out.slice(lo, hi - lo) };
-            ys.iter_mut().zip(&delta[lo..hi]).for_each(|(y, d)| *y += d);
-        });
+        gemm::add_matmul_nn(&self.low(x, a, m, k, r)?, &transposed(b, n, r)?, m, r, n, &par::Out::new(&mut y));
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 
-    /// With `gB = g · B`: `dx = g · W + s · gB · A`, `dA = s · gBᵀ · x`, `dB = gᵀ · (s · x · Aᵀ)`.
+    /// With `gB = s · g · B`: `dx = g · W + gB · A`, `dA = gBᵀ · x`, `dB = gᵀ · (s · x · Aᵀ)`.
     #[allow(clippy::type_complexity)]
     fn bwd(&self, x: &Tensor, a: &Tensor, b: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let ((m, k), (r, n)) = (x.dims2()?, (a.dim(0)?, b.dim(0)?));
@@ -226,18 +219,18 @@ impl CustomOp3 for LoraLinear {
             with_data(x, |xs| {
                 with_data(a, |as_| {
                     with_data(b, |bs| -> candle_core::Result<_> {
-                        let gb = product_t(gs, &transposed(bs, n, r)?, m, n, r)?;
+                        // s · g · B: the scale applied once here, on `m × r` values.
+                        let mut gb = product_t(gs, &transposed(bs, n, r)?, m, n, r)?;
+                        gb.iter_mut().for_each(|v| *v *= self.scale);
                         let dx = match x.track_op() {
                             true => {
                                 let mut dx = self.w.backward(gs, m)?;
-                                let low = product_t(&gb, &transposed(as_, r, k)?, m, r, k)?;
-                                dx.iter_mut().zip(&low).for_each(|(d, l)| *d += self.scale * l);
+                                gemm::add_matmul_nn(&gb, as_, m, r, k, &par::Out::new(&mut dx));
                                 Some(dx)
                             }
                             false => None,
                         };
-                        let mut da = product_tn(&gb, xs, m, r, k)?;
-                        da.iter_mut().for_each(|v| *v *= self.scale);
+                        let da = product_tn(&gb, xs, m, r, k)?;
                         let low = self.low(xs, as_, m, k, r)?;
                         // dB = gᵀ · low, as (lowᵀ · g)ᵀ: the reduction split across the pool by
                         // B's `out` rows rather than its rank columns.
