@@ -201,35 +201,37 @@ impl Ops for Infer {
     /// matmul; GELU on our vectorised kernel.
     fn linear(&mut self, l: &Linear, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
         let (n, k) = l.dims;
+        // Our kernels' output is a buffer of ours until it becomes a tensor: the activation
+        // maps it there, in place (an adapter is added first, to the tensor).
+        let in_place = act.filter(|_| l.adapter.is_none());
         let y = if l.quantized && self.kernels.int8 {
             let q = l.int8()?;
-            rows_through(x, l.bias.as_ref(), k, n, |xs, bias, m, out| {
+            rows_through(x, l.bias.as_ref(), k, n, in_place, |xs, bias, m, out| {
                 super::int8::matmul_q(xs, q, bias, m, out);
                 Ok(())
             })?
         } else if self.kernels.own_gemm {
             let w = l.weight()?;
-            rows_through(x, l.bias.as_ref(), k, n, |xs, bias, m, out| with_f32(w, |ws| gemm::matmul_t(xs, ws, bias, m, k, n, out)))?
+            rows_through(x, l.bias.as_ref(), k, n, in_place, |xs, bias, m, out| with_f32(w, |ws| gemm::matmul_t(xs, ws, bias, m, k, n, out)))?
         } else {
-            candle_linear(x, l)?
+            return activated(adapted(l, x, candle_linear(x, l)?)?, act);
         };
-        let y = adapted(l, x, y)?;
-        match act {
-            Some(Activation::Relu) => Ok(y.relu()?),
-            Some(a) => {
-                let mut v = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                // Chunks of the pool's tasks: a multiple of 4 lanes.
-                match a {
-                    Activation::GeluTanh => par::chunks_mut(&mut v, 1 << 14, |c| simd::map_in_place(c, simd::gelu_tanh)),
-                    _ => par::chunks_mut(&mut v, 1 << 14, |c| simd::map_in_place(c, simd::gelu_erf)),
-                }
-                Ok(Tensor::from_vec(v, y.dims(), y.device())?)
-            }
-            None => Ok(y),
+        match in_place {
+            Some(_) => Ok(y),
+            None => activated(adapted(l, x, y)?, act),
         }
     }
     fn add_norm(&mut self, n: &Norm, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(&sum(x, residual)?.contiguous()?, &n.weight, &n.bias, n.eps as f32)?)
+        let eps = n.eps as f32;
+        let y = with_f32(&n.weight, |g| {
+            with_f32(&n.bias, |b| {
+                with_f32(x, |xs| match residual {
+                    Some(r) => with_f32(r, |rs| super::train_rows::add_layer_norm(xs, Some(rs), g, b, eps)),
+                    None => Ok(super::train_rows::add_layer_norm(xs, None, g, b, eps)),
+                })
+            })
+        })?????;
+        Ok(Tensor::from_vec(y, x.shape(), x.device())?)
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok((a + b)?)
@@ -298,21 +300,47 @@ fn candle_linear(x: &Tensor, l: &Linear) -> Result<Tensor> {
     })
 }
 
+/// `act(y)`: a copy of `y` mapped in place.
+fn activated(y: Tensor, act: Option<Activation>) -> Result<Tensor> {
+    match act {
+        None => Ok(y),
+        Some(a) => {
+            let mut v = y.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            activate(&mut v, a);
+            Ok(Tensor::from_vec(v, y.dims(), y.device())?)
+        }
+    }
+}
+
+/// `v = act(v)` across the pool, on our vectorised GELU.
+fn activate(v: &mut [f32], act: Activation) {
+    // Chunks of the pool's tasks: a multiple of 4 lanes.
+    match act {
+        Activation::GeluTanh => par::chunks_mut(v, 1 << 14, |c| simd::map_in_place(c, simd::gelu_tanh)),
+        Activation::Gelu => par::chunks_mut(v, 1 << 14, |c| simd::map_in_place(c, simd::gelu_erf)),
+        Activation::Relu => par::chunks_mut(v, 1 << 14, |c| c.iter_mut().for_each(|x| *x = x.max(0.0))),
+    }
+}
+
 /// Our row-major kernels on tensors: `kernel(x, bias, m, out)` maps the `m` rows of width
-/// `k` of `x` to `out[m × n]`, writing every element; the result keeps `x`'s leading
-/// dimensions. `x` is read in place and `out` is not zeroed first: both were copies made on
-/// the thread that waits for the pool.
+/// `k` of `x` to `out[m × n]`, writing every element, then `act` maps it in place; the result
+/// keeps `x`'s leading dimensions. `x` is read in place and `out` is not zeroed first: both
+/// were copies made on the thread that waits for the pool.
 fn rows_through(
     x: &Tensor,
     b: Option<&Tensor>,
     k: usize,
     n: usize,
+    act: Option<Activation>,
     kernel: impl FnOnce(&[f32], Option<&[f32]>, usize, &par::Out) -> Result<()>,
 ) -> Result<Tensor> {
     let m = x.elem_count() / k;
     let bias = b.map(|b| b.to_vec1::<f32>()).transpose()?;
     // SAFETY: the kernels given here (matmul_t, matmul_q) write all m × n outputs.
-    let out = with_f32(x, |xs| unsafe { par::written(m * n, |out| kernel(xs, bias.as_deref(), m, out)) })??;
+    let mut out = with_f32(x, |xs| unsafe { par::written(m * n, |out| kernel(xs, bias.as_deref(), m, out)) })??;
+    if let Some(a) = act {
+        activate(&mut out, a);
+    }
     let mut shape = x.dims().to_vec();
     *shape.last_mut().expect("x has a last dimension") = n;
     Ok(Tensor::from_vec(out, shape, x.device())?)

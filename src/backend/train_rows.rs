@@ -70,6 +70,31 @@ fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
+/// Layer norm of the rows of `x` (`+ residual`, summed in the same pass), width
+/// `gamma.len()`, in tasks of rows across the pool: training's forward and inference's (where
+/// candle's sum, copy and norm were three serial passes on the engine's thread).
+pub(crate) fn add_layer_norm(x: &[f32], residual: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) -> candle_core::Result<Vec<f32>> {
+    let w = gamma.len();
+    if beta.len() != w || x.len() % w != 0 || residual.is_some_and(|r| r.len() != x.len()) {
+        bail!("layer_norm: rows of {} (residual {:?}) against a weight of {w} and a bias of {}", x.len(), residual.map(<[f32]>::len), beta.len());
+    }
+    map_rows(x.len() / w, w, |r, out| {
+        let row = &x[r * w..(r + 1) * w];
+        let affine = gamma.iter().zip(beta);
+        match residual {
+            Some(res) => {
+                out.iter_mut().zip(row).zip(&res[r * w..(r + 1) * w]).for_each(|((o, a), b)| *o = a + b);
+                let (mean, rstd) = moments(out, eps);
+                out.iter_mut().zip(affine).for_each(|(o, (g, b))| *o = (*o - mean) * rstd * g + b);
+            }
+            None => {
+                let (mean, rstd) = moments(row, eps);
+                out.iter_mut().zip(row).zip(affine).for_each(|((o, v), (g, b))| *o = (v - mean) * rstd * g + b);
+            }
+        }
+    })
+}
+
 struct LayerNorm {
     eps: f32,
 }
@@ -85,13 +110,7 @@ impl CustomOp3 for LayerNorm {
         if beta.len() != w || x.len() % w != 0 {
             bail!("layer_norm: rows of {} against a weight of {w} and a bias of {}", x.len(), beta.len());
         }
-        let y = map_rows(x.len() / w, w, |r, out| {
-            let row = &x[r * w..(r + 1) * w];
-            let (mean, rstd) = moments(row, self.eps);
-            for j in 0..w {
-                out[j] = (row[j] - mean) * rstd * gamma[j] + beta[j];
-            }
-        })?;
+        let y = add_layer_norm(x, None, gamma, beta, self.eps)?;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 

@@ -490,7 +490,7 @@ impl Trainer {
         let objective = obj_sum / maskable as f32;
         let mut sq = 0f32;
         for g in grads.iter().flatten() {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()?;
+            sq += super::adamw::sum_of_squares(g)?;
         }
         let grad_norm = sq.sqrt();
         if !loss.is_finite() || !grad_norm.is_finite() {
@@ -501,13 +501,8 @@ impl Trainer {
             )));
         }
         let clip = self.options.clip;
-        if clip > 0.0 && grad_norm as f64 > clip {
-            let s = clip / grad_norm as f64;
-            for g in grads.iter_mut().flatten() {
-                *g = (&*g * s)?;
-            }
-        }
-        self.adam.update(&self.vars, &grads, lr)?;
+        let scale = if clip > 0.0 && grad_norm as f64 > clip { clip / grad_norm as f64 } else { 1.0 };
+        self.adam.update(&self.vars, &grads, lr, scale)?;
         self.step += 1;
         self.tokens += tokens as u64;
         Ok(StepReport { step: self.step, loss, objective, lr, grad_norm, tokens })
