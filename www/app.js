@@ -373,6 +373,13 @@ function addSample(text) {
 /** Seconds between samples under a time budget (a step count samples 5 times instead). */
 const SAMPLE_SECONDS = 15;
 
+/**
+ * Seconds between evaluations under a time budget: the candidates Stop keeps from. A fine-tune
+ * learns the sample corpus by heart within a few tens of steps, which two threads make in
+ * 15 s, so its best weights come between samples.
+ */
+const EVAL_SECONDS = 5;
+
 /** " (ELBO ppl 212.6)" for an evaluation, nothing without one. */
 const ppl = (e) => (e?.elboPerplexity != null ? ` (ELBO ppl ${e.elboPerplexity.toFixed(1)})` : '');
 
@@ -401,15 +408,17 @@ async function train() {
     // samples during training: before and after, one above the other.
     if (mode === 'finetune') addSample(`before${ppl(info.eval)}: ${await run.sample()}`);
     let sampled = performance.now();
+    let evaluated = sampled;
     for await (const r of run) {
       state.losses.push({ step: r.step, loss: r.loss });
       drawChart();
       const elapsed = (performance.now() - t0) / 1000;
       const eta = Math.min((elapsed / r.step) * (r.steps - r.step), given.seconds ? given.seconds - elapsed : Infinity);
       let { sample, eval: e } = r;
-      if (sample === undefined && !steps && performance.now() - sampled >= SAMPLE_SECONDS * 1000) {
-        sample = await run.sample();
+      if (sample === undefined && !steps && performance.now() - sampled >= SAMPLE_SECONDS * 1000) sample = await run.sample();
+      if (!steps && (e || sample !== undefined || performance.now() - evaluated >= EVAL_SECONDS * 1000)) {
         e ??= await run.evaluate();
+        evaluated = performance.now();
       }
       ui.tstats.textContent = `step ${r.step}${steps ? `/${r.steps}` : ''} · loss ${r.loss.toFixed(3)} · ${Math.round(r.tokensPerSec)} tok/s · ETA ${Math.max(0, eta).toFixed(0)} s`
         + (e ? ` · ELBO ppl ${e.elboPerplexity.toFixed(1)}` : '');

@@ -177,8 +177,8 @@ pub fn transpose(x: &[f32], r: usize, c: usize, out: &Out) {
 /// gradients of LoRA's thin factors are (`p` or `q` is the rank), without transposing either
 /// operand (the `m × k` transposes that [`matmul_t`] needs cost more than these products).
 /// Tasks across the pool are blocks of [`NN_COLS`] columns; within one, [`NN_ROWS`] output rows
-/// at a time sum over `m` in registers (accumulating in memory, an earlier version ran at a
-/// third of the speed). Each output sums its rows in order, whatever the thread count.
+/// at a time sum over `m` in registers (accumulating in memory would cost two loads and a
+/// store per multiply-add). Each output sums its rows in order, whatever the thread count.
 /// Writes every element of `out`'s first `p × q`.
 pub fn matmul_tn(a: &[f32], b: &[f32], m: usize, p: usize, q: usize, out: &Out) {
     assert!(a.len() >= m * p && b.len() >= m * q && out.len() >= p * q, "matmul_tn: slices too short");

@@ -71,8 +71,8 @@ fn moments(x: &[f32], eps: f32) -> (f32, f32) {
 }
 
 /// Layer norm of the rows of `x` (`+ residual`, summed in the same pass), width
-/// `gamma.len()`, in tasks of rows across the pool: training's forward and inference's (where
-/// candle's sum, copy and norm were three serial passes on the engine's thread).
+/// `gamma.len()`, in tasks of rows across the pool: training's forward and inference's (as
+/// candle's sum, copy and norm they would be three serial passes on the engine's thread).
 pub(crate) fn add_layer_norm(x: &[f32], residual: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) -> candle_core::Result<Vec<f32>> {
     let w = gamma.len();
     if beta.len() != w || x.len() % w != 0 || residual.is_some_and(|r| r.len() != x.len()) {

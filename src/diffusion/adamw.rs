@@ -35,10 +35,10 @@ impl AdamW {
     /// clip). Matrices decay; biases, norms and 1-D tensors do not. Tensors without a
     /// gradient (unused by the forward pass) are not touched.
     ///
-    /// One pass per tensor across the pool, where the same arithmetic as candle ops made a
-    /// dozen serial passes and tensors per tensor on the engine's thread (a small model's
-    /// step waited on them with the other threads idle). Each element is its own computation,
-    /// so the result does not depend on the thread count.
+    /// One pass per tensor across the pool: as candle ops the same arithmetic is a dozen
+    /// serial passes and tensors per tensor on the engine's thread, which a small model's step
+    /// waits on with the other threads idle. Each element is its own computation, so the
+    /// result does not depend on the thread count.
     pub fn update(&mut self, vars: &[(String, Var)], grads: &[Option<Tensor>], lr: f64, grad_scale: f64) -> Result<()> {
         self.t += 1;
         let c = Constants {
