@@ -107,10 +107,10 @@ pub struct Wiring {
 }
 
 /// Hidden states of `batch` equal-length sequences `ids`; with `rows` (numbered across the
-/// batch, grouped by sequence: [`Ops::gather_rows`]), only those rows: the last layer then computes its
-/// queries, feed-forward and norms for those rows alone (every row still serves as a key and
-/// value). Exact, since each row of a layer's output depends on the other rows only through
-/// the keys and values.
+/// batch, grouped by sequence: [`Ops::gather_rows`]), only those rows: the last layer then
+/// computes its queries, feed-forward and norms for those rows alone (every row still serves
+/// as a key and value). Exact, since each row of a layer's output depends on the other rows
+/// only through the keys and values.
 pub fn hidden<B: Ops>(ops: &mut B, w: &Weights<B::Linear, B::Norm, B::Embeddings>, wiring: &Wiring, ids: &[u32], batch: usize, rows: Option<&[u32]>) -> Result<B::X> {
     let x = embed(ops, w, wiring, ids, batch)?;
     let x = layers(ops, w, wiring, x, 0, rows)?;
