@@ -30,7 +30,7 @@ const h = await start();
 h.page.setDefaultTimeout(0);
 const browser = h.browser.version();
 const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1];
-console.log(`# Unmask vs ONNX Runtime Web\n\n${cpu}, ${(await import('node:os')).cpus().length} cores; Chromium ${browser}; onnxruntime-web ${version('bench/node_modules/onnxruntime-web/package.json')}; ${threads === 1 ? 'one thread' : `${threads} threads`} each; medians of ${rounds} interleaved rounds after ${warmMs} ms warm-up per engine and length.\n`);
+console.log(`# Unmask vs ONNX Runtime Web\n\n${cpu}, ${(await import('node:os')).cpus().length} cores; Chromium ${browser}; onnxruntime-web ${version('bench/node_modules/onnxruntime-web/package.json')}; ${threads === 1 ? 'one thread' : `${threads} threads`} each; medians of ${rounds} interleaved rounds after ${warmMs} ms warm-up per engine and length${threads > 1 ? ', each timed call right after an untimed one of the same engine' : ''}.\n`);
 let peak;
 for (const model of models) {
   await h.page.goto(`${h.origin}/bench/page.html`);

@@ -3,6 +3,12 @@
 // encoder forward (all MLM logits, like ORT's graph output) at 64/128/256 tokens, interleaved
 // A/B/A/B after a warm-up, plus a 10-step generation with Unmask. Driven by browser.mjs via
 // window.bench(config); results on the returned object.
+//
+// With threads, each timed call comes right after an untimed one of the same engine: this VM's
+// kernel packs runnable threads onto one vCPU after an idle spell (`kernel.sched_vcpu_pack`),
+// and in interleaved rounds each engine's pool has sat idle through the other's runs, so a
+// first call runs its two threads on one vCPU for a while (both engines' pools alike;
+// bench/RESULTS.md).
 import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
 import { DiffusionLM } from '../pkg/src/index.js';
 
@@ -64,7 +70,12 @@ window.bench = async ({ model, lengths, rounds, warmMs, generate, threads }) => 
     out.agreement[n] = { maxAbsDiff: maxDiff, elements: a.length, sameLength: a.length === b.length };
     for (const f of Object.values(runs)) await warm(f, warmMs);
     const t = Object.fromEntries(Object.keys(runs).map((k) => [k, []]));
-    for (let r = 0; r < rounds; r++) for (const [k, f] of Object.entries(runs)) t[k].push(await time(f));
+    for (let r = 0; r < rounds; r++) {
+      for (const [k, f] of Object.entries(runs)) {
+        if (threads > 1) await f();
+        t[k].push(await time(f));
+      }
+    }
     out.lengths[n] = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)]));
   }
   if (generate) {
