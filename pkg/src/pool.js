@@ -90,15 +90,14 @@ function spawn(data) {
 }
 
 /**
- * Starts `threads - 1` pool workers on the threaded build's module and memory (`build`: its
- * folder in dist, whose glue they import), then rayon's pool on them and on this thread (its
- * thread 0). Returns the workers; throws (having stopped any it started) when one fails.
+ * Starts `threads` pool workers on the threaded build's module and memory (`build`: its
+ * folder in dist, whose glue they import), then rayon's pool on them. Returns the workers; throws (having stopped any it started) when one fails.
  */
 export async function startPool(glue, threads, build) {
   const [module, memory] = glue.poolShared();
   const pool = new glue.Pool(threads);
   const data = { module, memory, receiver: pool.receiver(), build };
-  const started = await Promise.allSettled(Array.from({ length: threads - 1 }, () => spawn(data)));
+  const started = await Promise.allSettled(Array.from({ length: threads }, () => spawn(data)));
   const workers = started.filter((s) => s.status === 'fulfilled').map((s) => s.value);
   const failed = started.find((s) => s.status === 'rejected');
   if (failed) {

@@ -13,34 +13,25 @@ pub fn threads() -> usize {
     rayon::current_num_threads()
 }
 
-/// Runs `f`, a whole forward pass or training step, with the pool ready for its kernels.
+/// Runs `f` on a thread of the pool, where there is one and this is not already such a
+/// thread: a whole forward pass or training step, so that each split kernel inside it starts
+/// on the thread that reached it while the others join, instead of the caller handing every
+/// kernel over and sleeping until it ends.
 ///
-/// Natively: on a thread of the pool (unless this is one), so that each split kernel inside
-/// it starts on the thread that reached it while the others join, instead of the caller
-/// handing every kernel over and sleeping until it ends.
-///
-/// In wasm the caller is the engine's thread, itself the pool's thread 0
-/// (`crate::web::pool`), and the other threads stay awake for the whole of `f`, looking for
-/// work, instead of going to sleep between kernels: rayon's idle threads spin only ~32
-/// rounds of `yield_now` (a no-op in wasm) before sleeping, and waking one through
-/// `Atomics.notify` is slow next to a kernel (a forward splits ~85 of them).
+/// In wasm the other threads also stay awake for the whole of `f`, looking for work, instead
+/// of going to sleep between kernels: rayon's idle threads spin only ~32 rounds of
+/// `yield_now` (a no-op in wasm) before sleeping, and waking one through `Atomics.notify` is
+/// slow next to a kernel (a forward splits ~85 of them). The caller's thread sleeps meanwhile,
+/// so the pool's threads still have a core each.
 pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if threads() == 1 {
+    if threads() == 1 || rayon::current_thread_index().is_some() {
         return f();
     }
     #[cfg(target_arch = "wasm32")]
     return awake(f);
     #[cfg(not(target_arch = "wasm32"))]
-    match rayon::current_thread_index() {
-        Some(_) => f(),
-        None => rayon::scope(|_| f()),
-    }
+    rayon::scope(|_| f())
 }
-
-/// An [`awake`] `f` is running (on any thread: a `run` inside it adds nothing, and from
-/// another pool thread would wait for the thread that runs `f`).
-#[cfg(target_arch = "wasm32")]
-static AWAKE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// [`run`]'s pool kept awake. Only for a pool that one caller uses at a time (the engine's
 /// thread in wasm): a thread held here by another caller's `f` could never take this one's
@@ -48,9 +39,6 @@ static AWAKE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 #[cfg(target_arch = "wasm32")]
 fn awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    if AWAKE.load(Ordering::Acquire) {
-        return f();
-    }
     let (done, waiting) = (&AtomicBool::new(false), &AtomicUsize::new(0));
     rayon::scope(|s| {
         let owner = rayon::current_thread_index();
@@ -73,9 +61,7 @@ fn awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             rayon::yield_now();
             std::hint::spin_loop();
         }
-        AWAKE.store(true, Ordering::Release);
         let r = f();
-        AWAKE.store(false, Ordering::Release);
         done.store(true, Ordering::Release);
         r
     })

@@ -2,7 +2,6 @@
 //! threads are run by the package's pool workers (Web Workers, or Node's `worker_threads`),
 //! each an instance of the same module on the same shared memory.
 //!
-//! The engine's own thread is the pool's thread 0; the other `threads - 1` run on workers.
 //! The order matters because rayon's `build_global` blocks until every thread of the pool has
 //! started: the engine's thread makes a [`Pool`], starts the workers with its
 //! [`Pool::receiver`], waits until each has instantiated the module and entered
@@ -42,16 +41,11 @@ impl Pool {
         self.waiting as *const Waiting as usize
     }
 
-    /// Builds rayon's global pool on the calling thread (thread 0) and the waiting workers
-    /// (call once all `threads - 1` are waiting).
+    /// Builds rayon's global pool on the waiting workers (call once every worker is waiting).
     pub fn build(self) -> Result<(), JsError> {
         let waiting = self.waiting;
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
-            // The engine's thread is thread 0 and computes its share of each call, where it
-            // would otherwise hand the call to a pool thread and sleep through it: one worker
-            // fewer to start and keep (same speed, bench/RESULTS.md).
-            .use_current_thread()
             .thread_name(|i| format!("unmask-pool-{i}"))
             .spawn_handler(move |thread| {
                 waiting.0.lock().map_err(|e| std::io::Error::other(e.to_string()))?.push(thread);
