@@ -132,11 +132,23 @@ impl<T: Copy> Out<T> {
 /// # Safety
 /// `kernel` must write every element of the `Out` it is given, unless it fails.
 pub unsafe fn written<E>(len: usize, kernel: impl FnOnce(&Out) -> Result<(), E>) -> Result<Vec<f32>, E> {
-    let mut v = Vec::<f32>::with_capacity(len);
-    kernel(&Out { ptr: v.as_mut_ptr(), len })?;
-    // SAFETY: the caller's kernel wrote all `len` elements.
-    v.set_len(len);
+    let [v] = written_each(len, |[out]| kernel(out))?;
     Ok(v)
+}
+
+/// [`written`] for a kernel with `N` outputs of `len` elements each.
+///
+/// # Safety
+/// `kernel` must write every element of each `Out` it is given, unless it fails.
+pub unsafe fn written_each<const N: usize, E>(len: usize, kernel: impl FnOnce(&[Out; N]) -> Result<(), E>) -> Result<[Vec<f32>; N], E> {
+    let mut vs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
+    let outs = std::array::from_fn(|i| Out { ptr: vs[i].as_mut_ptr(), len });
+    kernel(&outs)?;
+    for v in &mut vs {
+        // SAFETY: the caller's kernel wrote all `len` elements of each.
+        v.set_len(len);
+    }
+    Ok(vs)
 }
 
 impl Out {
