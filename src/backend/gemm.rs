@@ -22,6 +22,23 @@ const BLOCK_N: usize = 48;
 /// [`super::int8`]), so tasks add no edge tiles but the last.
 const TASK_ROWS: usize = 48;
 
+/// Tasks a product should split into, where its rows allow: enough that up to 8 threads share
+/// them evenly (a `128 × 128` weight gradient was 9 tasks: on 2 threads one ran alone for a
+/// ninth of it, and on 8 threads, half).
+const MIN_TASKS: usize = 32;
+
+/// Rows of `x` per task of an `m`-row product split `col_tasks` ways by columns:
+/// [`TASK_ROWS`], halved down to 12 (still a multiple of both tile heights) while that gives
+/// fewer than [`MIN_TASKS`]. It depends on the shape alone, so neither does any output bit
+/// on the thread count.
+fn task_rows(m: usize, col_tasks: usize) -> usize {
+    let mut rows = TASK_ROWS;
+    while rows > 12 && m.div_ceil(rows) * col_tasks < MIN_TASKS {
+        rows /= 2;
+    }
+    rows
+}
+
 /// A kernel that computes one `R × C` tile of `out`: rows `i..i+R` of `x` against rows
 /// `j..j+C` of `W` (this f32 kernel, and the integer one in [`super::int8`]). Each output is
 /// the same instructions whatever `R` and `C` are, so the task split changes no bit.
@@ -31,14 +48,16 @@ pub(super) trait Tiles: Sync {
 
 /// Covers `out[m × n]` with `TR × TC` tiles of `kernel`, the edges in tiles one row or one
 /// column wide. Tasks (run across the thread pool, [`par`]) are blocks of [`BLOCK_N`] rows of
-/// `W` × [`TASK_ROWS`] rows of `x`, ordered so that one thread's consecutive tasks reuse the
+/// `W` × [`task_rows`] rows of `x`, ordered so that one thread's consecutive tasks reuse the
 /// same L2-resident block of `W`.
 #[inline(always)]
 pub(super) fn for_each_tile<K: Tiles, const TR: usize, const TC: usize>(kernel: &K, m: usize, n: usize, out: &Out) {
-    let (row_tasks, col_tasks) = (m.div_ceil(TASK_ROWS), n.div_ceil(BLOCK_N));
+    let col_tasks = n.div_ceil(BLOCK_N);
+    let rows = task_rows(m, col_tasks);
+    let row_tasks = m.div_ceil(rows);
     par::for_each(row_tasks * col_tasks, |t| {
-        let (n0, i0) = (t / row_tasks * BLOCK_N, t % row_tasks * TASK_ROWS);
-        let (n1, i1) = ((n0 + BLOCK_N).min(n), (i0 + TASK_ROWS).min(m));
+        let (n0, i0) = (t / row_tasks * BLOCK_N, t % row_tasks * rows);
+        let (n1, i1) = ((n0 + BLOCK_N).min(n), (i0 + rows).min(m));
         let mut i = i0;
         while i + TR <= i1 {
             row_block::<K, TR, TC>(kernel, i, n0, n1, out);
@@ -157,17 +176,43 @@ fn nn_block<const ADD: bool>(x: &[f32], w: &[f32], m: usize, k: usize, n: usize,
     }
 }
 
-/// `out[c × r] = xᵀ` for `x[r × c]`, in blocks of [`TASK_ROWS`] output rows across the pool;
-/// writes every element of `out`'s first `r × c`.
+/// Edge of the squares of `x` that [`transpose`] hands out as tasks: 64 × 64 floats, 16 KiB
+/// read and 16 KiB written, so that even a `1024 × 128` activation splits into 32 tasks.
+const TRANSPOSE_EDGE: usize = 64;
+
+/// `out[c × r] = xᵀ` for `x[r × c]`, in squares of [`TRANSPOSE_EDGE`] across the pool, each
+/// in 4 × 4 blocks of vector shuffles; writes every element of `out`'s first `r × c`.
 pub fn transpose(x: &[f32], r: usize, c: usize, out: &Out) {
     assert!(x.len() >= r * c && out.len() >= r * c, "transpose: slices too short");
-    par::for_each(c.div_ceil(TASK_ROWS), |t| {
-        let (j0, j1) = (t * TASK_ROWS, ((t + 1) * TASK_ROWS).min(c));
-        // SAFETY: output rows j0..j1 belong to this task alone.
-        let rows = unsafe { out.slice(j0 * r, (j1 - j0) * r) };
-        for i in 0..r {
-            for j in j0..j1 {
-                rows[(j - j0) * r + i] = x[i * c + j];
+    let row_tasks = r.div_ceil(TRANSPOSE_EDGE);
+    par::for_each(row_tasks * c.div_ceil(TRANSPOSE_EDGE), |t| {
+        let (i0, j0) = (t % row_tasks * TRANSPOSE_EDGE, t / row_tasks * TRANSPOSE_EDGE);
+        let (i1, j1) = ((i0 + TRANSPOSE_EDGE).min(r), (j0 + TRANSPOSE_EDGE).min(c));
+        // Elements i0..i1 of output rows j0..j1 belong to this task alone.
+        let mut j = j0;
+        while j + 4 <= j1 {
+            let mut i = i0;
+            while i + 4 <= i1 {
+                // SAFETY: rows i..i + 4 of x hold columns j..j + 4 (i + 4 <= r, j + 4 <= c), and
+                // output rows j..j + 4 hold columns i..i + 4 (both within r × c, asserted above).
+                unsafe {
+                    let rows = std::array::from_fn(|a| lanes::load(x.as_ptr().add((i + a) * c + j)));
+                    for (b, v) in lanes::transpose4(rows).into_iter().enumerate() {
+                        lanes::store(out.at((j + b) * r + i), v);
+                    }
+                }
+                i += 4;
+            }
+            for i in i..i1 {
+                for b in 0..4 {
+                    out.set((j + b) * r + i, x[i * c + j + b]);
+                }
+            }
+            j += 4;
+        }
+        for j in j..j1 {
+            for i in i0..i1 {
+                out.set(j * r + i, x[i * c + j]);
             }
         }
     });
@@ -341,6 +386,21 @@ mod tests {
             let want = reference(&t(&a, m, p), &t(&b, m, q), None, p, m, q);
             for (x, e) in y.iter().zip(&want) {
                 assert!((x - e).abs() <= 1e-5 * (1.0 + e.abs()) * (m as f32).sqrt(), "{m}×{p}×{q}: {x} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_matches_a_plain_loop_on_awkward_shapes() {
+        // Sides around the 4 × 4 block and the 64-element task edge.
+        for &(r, c) in &[(1, 1), (3, 5), (4, 4), (7, 9), (64, 64), (65, 3), (130, 67), (5, 200)] {
+            let x: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
+            let mut y = vec![f32::NAN; r * c];
+            transpose(&x, r, c, &Out::new(&mut y));
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(y[j * r + i], x[i * c + j], "{r}×{c} at ({i}, {j})");
+                }
             }
         }
     }

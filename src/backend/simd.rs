@@ -97,6 +97,20 @@ mod lanes {
     pub fn hmax(a: F4) -> f32 {
         f32x4_extract_lane::<0>(a.0).max(f32x4_extract_lane::<1>(a.0)).max(f32x4_extract_lane::<2>(a.0).max(f32x4_extract_lane::<3>(a.0)))
     }
+    /// The 4 × 4 block whose rows are `v`, transposed: lane `j` of row `i` becomes lane `i` of
+    /// row `j` (eight shuffles).
+    #[inline(always)]
+    pub fn transpose4(v: [F4; 4]) -> [F4; 4] {
+        let [a, b, c, d] = v.map(|x| x.0);
+        let (ab01, ab23) = (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+        let (cd01, cd23) = (i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+        [
+            F4(i32x4_shuffle::<0, 1, 4, 5>(ab01, cd01)),
+            F4(i32x4_shuffle::<2, 3, 6, 7>(ab01, cd01)),
+            F4(i32x4_shuffle::<0, 1, 4, 5>(ab23, cd23)),
+            F4(i32x4_shuffle::<2, 3, 6, 7>(ab23, cd23)),
+        ]
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -185,6 +199,10 @@ mod lanes {
     #[inline(always)]
     pub fn hmax(a: F4) -> f32 {
         a.0[0].max(a.0[1]).max(a.0[2].max(a.0[3]))
+    }
+    #[inline(always)]
+    pub fn transpose4(v: [F4; 4]) -> [F4; 4] {
+        std::array::from_fn(|j| F4(std::array::from_fn(|i| v[i].0[j])))
     }
 }
 

@@ -48,16 +48,23 @@ fn map_rows(rows: usize, w: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) 
     unsafe { par::written(rows * w, write) }
 }
 
-/// Column sums of `f(r, j)` over all rows, split by columns (each sum runs over the rows in
-/// order, whatever the thread count).
+/// Column sums of `f(r, j)` over all rows, split by blocks of columns: a task walks the rows
+/// once, adding each row's stretch of its columns (contiguous in the callers' row-major
+/// data) into as many running sums. Each sum runs over the rows in order, whatever the thread
+/// count.
 pub(super) fn column_sums(rows: usize, w: usize, f: impl Fn(usize, usize) -> f32 + Sync + Send) -> Vec<f32> {
-    const COLS: usize = 32;
+    const COLS: usize = 16;
     let mut sums = vec![0f32; w];
     let out = Out::new(&mut sums);
     par::for_each(w.div_ceil(COLS), |t| {
-        for j in t * COLS..((t + 1) * COLS).min(w) {
-            out.set(j, (0..rows).map(|r| f(r, j)).sum());
+        let (j0, j1) = (t * COLS, ((t + 1) * COLS).min(w));
+        let mut acc = [0f32; COLS];
+        for r in 0..rows {
+            for (a, j) in acc.iter_mut().zip(j0..j1) {
+                *a += f(r, j);
+            }
         }
+        out.write(j0, &acc[..j1 - j0]);
     });
     sums
 }
