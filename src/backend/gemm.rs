@@ -23,8 +23,8 @@ const BLOCK_N: usize = 48;
 const TASK_ROWS: usize = 48;
 
 /// Tasks a product should split into, where its rows allow: enough that up to 8 threads share
-/// them evenly (a `128 × 128` weight gradient was 9 tasks: on 2 threads one ran alone for a
-/// ninth of it, and on 8 threads, half).
+/// them evenly. At [`TASK_ROWS`] a `128 × 128` weight gradient would be 9 tasks: on 2 threads
+/// one would run alone for a ninth of it, on 8 threads for half.
 const MIN_TASKS: usize = 32;
 
 /// Rows of `x` per task of an `m`-row product split `col_tasks` ways by columns:
