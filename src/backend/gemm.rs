@@ -218,6 +218,13 @@ pub fn transpose(x: &[f32], r: usize, c: usize, out: &Out) {
     });
 }
 
+/// `x[r × c]ᵀ` in a vector of its own, by [`transpose`].
+pub fn transposed(x: &[f32], r: usize, c: usize) -> Vec<f32> {
+    // SAFETY: transpose writes all r × c outputs.
+    let t = unsafe { par::written(r * c, |o| Ok::<_, std::convert::Infallible>(transpose(x, r, c, o))) };
+    t.unwrap_or_else(|never| match never {})
+}
+
 /// `out[p × q] = aᵀ · b` for `a [m × p]` and `b [m × q]`: a reduction over the rows, as the
 /// gradients of LoRA's thin factors are (`p` or `q` is the rank), without transposing either
 /// operand (the `m × k` transposes that [`matmul_t`] needs cost more than these products).

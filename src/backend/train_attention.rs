@@ -49,17 +49,6 @@ fn gather(x: &[f32], row0: usize, t: usize, h: usize, col: usize, hd: usize, tra
     out
 }
 
-/// `x [r × c]ᵀ`.
-fn transposed(x: &[f32], r: usize, c: usize) -> Vec<f32> {
-    let mut out = vec![0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = x[i * c + j];
-        }
-    }
-    out
-}
-
 impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
         "unmask-attention"
@@ -120,7 +109,7 @@ impl CustomOp3 for Attention {
                             let p = &probs[p0..p0 + tq * tk];
                             let gh = gather(gs, q0, tq, h, col, hd, false);
                             let mut dvh = vec![0f32; tk * hd];
-                            gemm::matmul_nn(&transposed(p, tq, tk), &gh, tk, tq, hd, &mut dvh);
+                            gemm::matmul_nn(&gemm::transposed(p, tq, tk), &gh, tk, tq, hd, &mut dvh);
                             let mut ds = vec![0f32; tq * tk];
                             gemm::matmul_nn(&gh, &gather(vs, bi * tk, tk, h, col, hd, true), tq, hd, tk, &mut ds);
                             for (dr, pr) in ds.chunks_exact_mut(tk).zip(p.chunks_exact(tk)) {
@@ -129,7 +118,7 @@ impl CustomOp3 for Attention {
                             }
                             let (mut dqh, mut dkh) = (vec![0f32; tq * hd], vec![0f32; tk * hd]);
                             gemm::matmul_nn(&ds, &gather(ks, bi * tk, tk, h, col, hd, false), tq, tk, hd, &mut dqh);
-                            gemm::matmul_nn(&transposed(&ds, tq, tk), &gather(qs, q0, tq, h, col, hd, false), tk, tq, hd, &mut dkh);
+                            gemm::matmul_nn(&gemm::transposed(&ds, tq, tk), &gather(qs, q0, tq, h, col, hd, false), tk, tq, hd, &mut dkh);
                             for (out, block, row0) in [(&dq_out, &dqh, q0), (&dk_out, &dkh, bi * tk), (&dv_out, &dvh, bi * tk)] {
                                 for (i, row) in block.chunks_exact(hd).enumerate() {
                                     out.write((row0 + i) * h + col, row);

@@ -15,7 +15,8 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor}
 
 use super::int8::{self, QWeights};
 use super::train_rows::{column_sums, data, with_data};
-use super::{gemm, par, simd};
+use super::gemm::{self, transposed};
+use super::{par, simd};
 
 struct MatmulT;
 
@@ -53,11 +54,11 @@ fn grads(x: &Tensor, w: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tens
     let (n, k) = w.dims2()?;
     let m = x.elem_count() / k;
     let dx = match x.track_op() {
-        true => Some(with_data(g, |gs| with_data(w, |ws| product_t(gs, &transposed(ws, n, k)?, m, n, k)))???),
+        true => Some(with_data(g, |gs| with_data(w, |ws| product_t(gs, &transposed(ws, n, k), m, n, k)))???),
         false => None,
     };
     let dw = match w.track_op() {
-        true => Some(with_data(g, |gs| with_data(x, |xs| product_t(&transposed(gs, m, n)?, &transposed(xs, m, k)?, n, m, k)))???),
+        true => Some(with_data(g, |gs| with_data(x, |xs| product_t(&transposed(gs, m, n), &transposed(xs, m, k), n, m, k)))???),
         false => None,
     };
     let dev = x.device();
@@ -96,12 +97,6 @@ impl CustomOp3 for LinearT {
         };
         Ok((dx, dw, db))
     }
-}
-
-/// `x[r × c]ᵀ`, across the pool.
-fn transposed(x: &[f32], r: usize, c: usize) -> candle_core::Result<Vec<f32>> {
-    // SAFETY: transpose writes all r × c outputs.
-    unsafe { par::written(r * c, |o| Ok(gemm::transpose(x, r, c, o))) }
 }
 
 /// `x[m × k] · w[n × k]ᵀ`, across the pool.
@@ -165,7 +160,7 @@ impl WeightView {
     fn backward(&self, g: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
         let (n, k) = self.dims()?;
         match self {
-            Self::F32(w) => with_data(w, |ws| product_t(g, &transposed(ws, n, k)?, m, n, k))?,
+            Self::F32(w) => with_data(w, |ws| product_t(g, &transposed(ws, n, k), m, n, k))?,
             // SAFETY: matmul_q writes all m × k outputs.
             Self::Int8 { wt, .. } => unsafe { par::written(m * k, |o| Ok(int8::matmul_q(g, wt, None, m, o))) },
         }
@@ -206,7 +201,7 @@ impl CustomOp3 for LoraLinear {
         }
         let bias = self.bias.as_ref().map(|b| b.to_vec1::<f32>()).transpose()?;
         let mut y = self.w.forward(x, bias.as_deref(), m)?;
-        gemm::add_matmul_nn(&self.low(x, a, m, k, r)?, &transposed(b, n, r)?, m, r, n, &par::Out::new(&mut y));
+        gemm::add_matmul_nn(&self.low(x, a, m, k, r)?, &transposed(b, n, r), m, r, n, &par::Out::new(&mut y));
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 
@@ -220,7 +215,7 @@ impl CustomOp3 for LoraLinear {
                 with_data(a, |as_| {
                     with_data(b, |bs| -> candle_core::Result<_> {
                         // s · g · B: the scale applied once here, on `m × r` values.
-                        let mut gb = product_t(gs, &transposed(bs, n, r)?, m, n, r)?;
+                        let mut gb = product_t(gs, &transposed(bs, n, r), m, n, r)?;
                         gb.iter_mut().for_each(|v| *v *= self.scale);
                         let dx = match x.track_op() {
                             true => {
@@ -234,7 +229,7 @@ impl CustomOp3 for LoraLinear {
                         let low = self.low(xs, as_, m, k, r)?;
                         // dB = gᵀ · low, as (lowᵀ · g)ᵀ: the reduction split across the pool by
                         // B's `out` rows rather than its rank columns.
-                        let db = transposed(&product_tn(&low, gs, m, r, n)?, r, n)?;
+                        let db = transposed(&product_tn(&low, gs, m, r, n)?, r, n);
                         Ok((dx, da, db))
                     })
                 })
@@ -331,7 +326,7 @@ impl CustomOp3 for LinearCrossEntropy {
             false => None,
         };
         let dw = match w.track_op() {
-            true => Some(Tensor::from_vec(with_data(x, |xs| product_t(&transposed(&grad, rows, n)?, &transposed(xs, rows, k)?, n, rows, k))??, (n, k), dev)?),
+            true => Some(Tensor::from_vec(with_data(x, |xs| product_t(&transposed(&grad, rows, n), &transposed(xs, rows, k), n, rows, k))??, (n, k), dev)?),
             false => None,
         };
         let db = match b.track_op() {

@@ -40,7 +40,6 @@ test('a tiny model trained from scratch in wasm (2 threads) ends where the nativ
     assert.equal(losses.length, STEPS);
     const loss = losses.reduce((a, b) => a + b, 0) / STEPS;
     assert.ok(evaluation, 'the last step was evaluated');
-
     // Agreement measured: ~1e-6 relative (float rounding of two GEMMs); the CLI prints 4 decimals.
     assert.ok(Math.abs(loss - nativeLoss) <= 2e-4, `mean loss: wasm ${loss}, native ${nativeLoss}`);
     assert.ok(Math.abs(evaluation.elboPerplexity - nativePpl) <= 1e-4 * nativePpl, `held-out ELBO perplexity: wasm ${evaluation.elboPerplexity}, native ${nativePpl}`);
