@@ -249,6 +249,7 @@ export interface TrainOptions {
   evalSequences?: number;
   /** Which weights the run ends with: its best evaluated ones (default for a fine-tune) or the last step's (default from scratch). */
   keep?: 'best' | 'last';
+  /** Adds an `eval` every this many steps (and at the last); `keep: 'best'` chooses among them. 0: none. */
   evalEvery?: number;
   /** Adds a `sample` of the current weights every this many steps (and at the last). */
   sampleEvery?: number;

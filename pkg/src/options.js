@@ -84,7 +84,7 @@ export function samplingOptions(specs, opts = {}) {
   return { options, length, pins, mask: opts.mask, signal: signalOf(opts) };
 }
 
-const LOOP_KEYS = ['mode', 'size', 'signal', 'adopt', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength'];
+const LOOP_KEYS = ['mode', 'size', 'signal', 'adopt', 'sampleEvery', 'samplePrompt', 'sampleLength'];
 
 /** Checks train() options; returns the engine request and the loop settings. */
 export function trainOptions(specs, opts = {}) {
@@ -99,7 +99,8 @@ export function trainOptions(specs, opts = {}) {
   if (opts.size !== undefined) request.size = opts.size;
   return {
     request,
-    evalEvery: int(opts, 'evalEvery', 0, 1_000_000) ?? 0,
+    // The engine's option (evaluations also decide what `keep: 'best'` keeps); the loop runs them.
+    evalEvery: options.evalEvery ?? defaults(specs.training).evalEvery,
     sampleEvery: int(opts, 'sampleEvery', 0, 1_000_000) ?? 0,
     samplePrompt: opts.samplePrompt,
     sampleLength: int(opts, 'sampleLength', 1, 512) ?? 24,

@@ -131,6 +131,10 @@ options! {
         valid_fraction: f64 = 0.1, Kind::real(ge(0.0), lt(1.0));
         /// Validation windows scored by an evaluation (at most as many as the held-out text fills).
         eval_sequences: usize = 16, Kind::int(1, 100_000);
+        /// Evaluate every this many steps (the CLI also saves a checkpoint then); `keep: best`
+        /// chooses among these evaluations, the loaded model's and the last step's. 0: only
+        /// those two.
+        eval_every: usize = 100, Kind::int(0, 100_000_000);
         /// Vocabulary of the tokenizer trained on the corpus for a model from scratch.
         vocab: usize = 512, Kind::int(300, 65_536);
         /// Which weights the run ends with, finished or stopped: best (those of its evaluation

@@ -38,7 +38,7 @@ function expectType(spec, ts) {
 test('the TypeScript option types are the core\'s options', () => {
   for (const [set, iface, own] of [
     ['sampling', 'SamplingOptions', ['signal', 'mask']],
-    ['training', 'TrainOptions', ['mode', 'size', 'evalEvery', 'sampleEvery', 'samplePrompt', 'sampleLength', 'adopt', 'signal']],
+    ['training', 'TrainOptions', ['mode', 'size', 'sampleEvery', 'samplePrompt', 'sampleLength', 'adopt', 'signal']],
   ]) {
     const ts = members(iface);
     const specs = lm.options[set];

@@ -277,6 +277,20 @@ test('a fine-tune ends on its best evaluated weights (the loaded model\'s among 
   await m.dispose();
 });
 
+test('a run by steps is evaluated every evalEvery-th step, the core\'s default when not given, and keeps the best of them', async () => {
+  const corpus = await readFile(new URL('../../www/sample-corpus.txt', import.meta.url), 'utf8');
+  const m = await DiffusionLM.load(bytes);
+  const every = m.options.training.find((s) => s.name === 'evalEvery').default;
+  assert.equal(every, 100);
+  const run = m.train(corpus, { mode: 'finetune', steps: 2 * every, seqLen: 16, batchSize: 2, lr: 0.05, warmup: 1 });
+  const evals = [[0, (await run.start).eval.elboPerplexity]];
+  for await (const r of run) if (r.eval) evals.push([r.step, r.eval.elboPerplexity]);
+  assert.deepEqual(evals.map(([s]) => s), [0, every, 2 * every]);
+  const best = evals.reduce((a, b) => (b[1] < a[1] ? b : a));
+  assert.deepEqual(run.kept, { step: best[0], elboPerplexity: best[1] }, JSON.stringify(evals));
+  await m.dispose();
+});
+
 test('wasm logits match transformers on the fixture (f32 file, our SIMD128 GEMM)', async () => {
   // expected.safetensors (tests/fixtures/make_fixtures.py): input_ids i64 [B, T], logits f32 [B, T, V].
   const buf = await readFile(fileURLToPath(new URL('../fixtures/roberta-prelayernorm/expected.safetensors', import.meta.url)));

@@ -152,9 +152,6 @@ struct TrainArgs {
     out: PathBuf,
     #[command(flatten)]
     training: Flags<TrainOptions>,
-    /// Evaluate and save a checkpoint every this many steps (0: only at the end).
-    #[arg(long, default_value_t = 100)]
-    eval_every: usize,
 }
 
 fn main() -> ExitCode {
@@ -422,7 +419,8 @@ fn train(a: TrainArgs) -> Result<(), Error> {
         if pb.is_hidden() && trainer.step % 10 == 0 {
             eprintln!("step {} loss {:.4} objective {:.4} {tps:.0} tok/s", trainer.step, r.loss, r.objective);
         }
-        if a.eval_every > 0 && trainer.step % a.eval_every == 0 {
+        let every = trainer.options.eval_every;
+        if every > 0 && trainer.step % every == 0 {
             let e = trainer.evaluate_and_track()?;
             pb.println(format!("step {}: loss {:.3}, held-out ELBO perplexity {:.2}", trainer.step, r.loss, e.elbo_perplexity));
             trainer.save(&a.out)?;
