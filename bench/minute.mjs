@@ -1,7 +1,7 @@
 // What the demo's training does in its one-minute budget (`trainStart`), in Chromium, per
 // mode and thread count: steps, the mean loss of the last 10 steps, the held-out ELBO
-// perplexity of the weights the run ends with (`keep`: a fine-tune evaluates every 5 s, as
-// the demo does, `EVAL_SECONDS` in www/app.js, and keeps its best) and the samples (the first
+// perplexity of the weights the run ends with (`keep`: a fine-tune evaluates on the demo's
+// clock, `EVAL_SECONDS` in www/clock.js, and keeps its best) and the samples (the first
 // training document's first words, seed 0; a fine-tune's "before" is the loaded model's). A
 // fresh instance per run, as the demo after a reload.
 //   node bench/minute.mjs    (env: MODEL=models/default.gguf MODES=scratch,finetune THREADS=1,2 SECONDS=60)
@@ -17,6 +17,7 @@ h.page.setDefaultTimeout(0);
 await h.page.goto(`${h.origin}/bench/threads.html`);
 const rows = await h.page.evaluate(async ({ model, modes, threads, seconds }) => {
   const { DiffusionLM } = await import('/pkg/src/index.js');
+  const { EVAL_SECONDS } = await import('/www/clock.js');
   const corpus = await (await fetch('/www/sample-corpus.txt')).text();
   const out = [];
   for (const mode of modes) {
@@ -34,7 +35,7 @@ const rows = await h.page.evaluate(async ({ model, modes, threads, seconds }) =>
       for await (const r of run) {
         losses.push(r.loss);
         last = r;
-        if (mode === 'finetune' && performance.now() - evaluated >= 5_000) {
+        if (mode === 'finetune' && performance.now() - evaluated >= EVAL_SECONDS * 1000) {
           evals.push(`${r.step}: ${(await run.evaluate()).elboPerplexity.toFixed(1)}`);
           evaluated = performance.now();
         }

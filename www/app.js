@@ -1,6 +1,7 @@
 // The Unmask demo. Every string from the user or the model reaches the page through
 // textContent, never as HTML.
 import { DiffusionLM, AbortError } from '../pkg/src/index.js';
+import { EVAL_SECONDS, SAMPLE_SECONDS } from './clock.js';
 
 const DEFAULT_MODEL = 'models/default.gguf';
 const SAVED_CACHE = 'unmask-user-models';
@@ -369,16 +370,6 @@ function addSample(text) {
   // The newest sample (last: the kept weights' text) in view inside the list's own scroll.
   ui.samples.scrollTop = ui.samples.scrollHeight;
 }
-
-/** Seconds between samples under a time budget (a step count samples 5 times instead). */
-const SAMPLE_SECONDS = 15;
-
-/**
- * Seconds between evaluations under a time budget: the candidates Stop keeps from. A fine-tune
- * learns the sample corpus by heart within a few tens of steps, which two threads make in
- * 15 s, so its best weights come between samples.
- */
-const EVAL_SECONDS = 5;
 
 /** " (ELBO ppl 212.6)" for an evaluation, nothing without one. */
 const ppl = (e) => (e?.elboPerplexity != null ? ` (ELBO ppl ${e.elboPerplexity.toFixed(1)})` : '');
