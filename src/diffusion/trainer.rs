@@ -645,9 +645,10 @@ impl Trainer {
     #[cfg(not(target_arch = "wasm32"))]
     fn optimizer_bytes(&self) -> Result<Vec<u8>> {
         let mut named = Vec::new();
-        for (i, (n, _)) in self.vars.iter().enumerate() {
-            named.push((format!("m.{n}"), self.adam.m[i].clone()));
-            named.push((format!("v.{n}"), self.adam.v[i].clone()));
+        for (i, (n, var)) in self.vars.iter().enumerate() {
+            let moment = |x: &[f32]| Tensor::from_slice(x, var.shape(), var.device());
+            named.push((format!("m.{n}"), moment(&self.adam.m[i])?));
+            named.push((format!("v.{n}"), moment(&self.adam.v[i])?));
         }
         crate::model::weights::serialize(&named)
     }
@@ -663,8 +664,8 @@ impl Trainer {
             let (m, vv) = (opt.get(&format!("m.{n}")), opt.get(&format!("v.{n}")));
             match (m, vv) {
                 (Some(m), Some(vv)) if m.dims() == v.as_tensor().dims() => {
-                    self.adam.m[i] = m.clone();
-                    self.adam.v[i] = vv.clone();
+                    self.adam.m[i] = m.flatten_all()?.to_vec1::<f32>()?;
+                    self.adam.v[i] = vv.flatten_all()?.to_vec1::<f32>()?;
                 }
                 _ => return Err(Error::Training(format!("optimizer state lacks `{n}`"))),
             }
@@ -997,5 +998,21 @@ mod tests {
         let codec = crate::model::bpe::train_bpe(&docs(), 300).unwrap();
         let fresh = Trainer::from_scratch("tiny", codec, &docs(), TrainOptions::default()).unwrap();
         assert_eq!(fresh.options.keep, Some(Keep::Last), "a new model keeps its last weights by default");
+    }
+
+    /// A full fine-tune's checkpoint holds the optimizer's moments and step: resumed, they are
+    /// those of the run it came from.
+    #[test]
+    fn a_checkpoint_resumes_the_optimizer_moments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Trainer::new(&fixture(), &docs(), TrainOptions { method: Method::Full, ..lora(4, None) }).unwrap();
+        for _ in 0..2 {
+            t.step().unwrap();
+        }
+        t.save(dir.path()).unwrap();
+        let r = Trainer::resume(dir.path(), &docs()).unwrap();
+        assert_eq!(r.adam.t, 2);
+        assert!(t.adam.m.iter().flatten().any(|&x| x != 0.0));
+        assert_eq!((&r.adam.m, &r.adam.v), (&t.adam.m, &t.adam.v));
     }
 }
