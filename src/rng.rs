@@ -10,6 +10,16 @@ impl Rng {
         Rng(seed ^ 0x853c_49e6_748f_ea9b)
     }
 
+    /// Where the stream is, for continuing it later ([`Rng::resume`]).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// The stream continued from [`Rng::state`].
+    pub fn resume(state: u64) -> Self {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

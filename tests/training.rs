@@ -79,6 +79,27 @@ fn save_load_gives_identical_logits_and_resume_continues_the_schedule() {
     assert_eq!(a.lr, b.lr, "the lr schedule continues where it stopped");
 }
 
+/// Every weight training, a run resumed from its checkpoint is the run that was not stopped:
+/// the same weights, optimizer moments and batches, so the same losses bit for bit.
+#[test]
+fn a_resumed_full_fine_tune_continues_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
+    let docs = sample_docs();
+    let opts = TrainOptions { steps: 20, warmup: Some(4), method: Method::Full, ..small_opts() };
+    let mut t = Trainer::new(&model, &docs, opts).unwrap();
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    t.save(&ck).unwrap();
+    let mut r = Trainer::resume(&ck, &docs).unwrap();
+    for _ in 0..3 {
+        let (a, b) = (t.step().unwrap(), r.step().unwrap());
+        assert_eq!((a.step, a.loss, a.grad_norm), (b.step, b.loss, b.grad_norm));
+    }
+}
+
 #[test]
 fn elbo_matches_a_slow_reference() {
     // One sequence, every maskable token masked (t = 1): the objective is the mean CE over

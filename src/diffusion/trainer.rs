@@ -262,6 +262,10 @@ pub struct TrainerState {
     pub step: usize,
     pub tokens: u64,
     pub options: TrainOptions,
+    /// Where the windows' and masks' random stream stood: a resumed run draws the batches the
+    /// run would have drawn next. Absent in checkpoints written before it was kept.
+    #[serde(default)]
+    pub rng: Option<u64>,
 }
 
 pub struct Trainer {
@@ -638,7 +642,7 @@ impl Trainer {
     }
 
     pub fn state(&self) -> TrainerState {
-        TrainerState { step: self.step, tokens: self.tokens, options: self.options.clone() }
+        TrainerState { step: self.step, tokens: self.tokens, options: self.options.clone(), rng: Some(self.rng.state()) }
     }
 
     /// Optimizer moments as a safetensors buffer.
@@ -673,8 +677,11 @@ impl Trainer {
         self.adam.t = state.step;
         self.step = state.step;
         self.tokens = state.tokens;
-        // A resumed run draws different batches than the first leg did.
-        self.rng = Rng::new(self.options.seed ^ 0x7a11 ^ (state.step as u64).wrapping_mul(0x9e37_79b9));
+        self.rng = match state.rng {
+            Some(at) => Rng::resume(at),
+            // An older checkpoint: at least not the batches the first leg began with.
+            None => Rng::new(self.options.seed ^ 0x7a11 ^ (state.step as u64).wrapping_mul(0x9e37_79b9)),
+        };
         Ok(())
     }
 }

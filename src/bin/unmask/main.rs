@@ -144,7 +144,8 @@ struct TrainArgs {
     /// Fine-tune this model (Hugging Face folder or .gguf).
     #[arg(long)]
     init: Option<PathBuf>,
-    /// Continue the checkpoint in --out.
+    /// Continue the checkpoint in --out: its weights, optimizer moments, step and the batches it
+    /// would have drawn next (a LoRA run starts fresh adapters on the merged weights).
     #[arg(long, conflicts_with_all = ["init", "from_scratch"])]
     resume: bool,
     /// Checkpoint folder (Hugging Face layout + trainer state).
