@@ -51,18 +51,25 @@ fn loss_decreases_on_a_synthetic_corpus() {
     assert!(last < first * 0.7, "loss {first} -> {last}");
 }
 
-#[test]
-fn save_load_gives_identical_logits_and_resume_continues_the_schedule() {
+/// A 20-step run of `method` on the fixture, saved after `steps` steps: the folder (which
+/// lives as long as the first value), the checkpoint in it and the run.
+fn saved_run(method: Method, steps: usize) -> (tempfile::TempDir, std::path::PathBuf, Trainer) {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck");
     let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
-    let docs = sample_docs();
-    let opts = TrainOptions { steps: 20, warmup: Some(4), ..small_opts() };
-    let mut t = Trainer::new(&model, &docs, opts).unwrap();
-    for _ in 0..6 {
+    let opts = TrainOptions { steps: 20, warmup: Some(4), method, ..small_opts() };
+    let mut t = Trainer::new(&model, &sample_docs(), opts).unwrap();
+    for _ in 0..steps {
         t.step().unwrap();
     }
     t.save(&ck).unwrap();
+    (dir, ck, t)
+}
+
+#[test]
+fn save_load_gives_identical_logits_and_resume_continues_the_schedule() {
+    let (_dir, ck, mut t) = saved_run(Method::Lora, 6);
+    let docs = sample_docs();
     // The saved folder is a Hugging Face checkpoint our loader (and `unmask convert`) reads.
     let loaded = Model::load(&ck).unwrap();
     let snap = t.snapshot().unwrap();
@@ -83,17 +90,8 @@ fn save_load_gives_identical_logits_and_resume_continues_the_schedule() {
 /// the same weights, optimizer moments and batches, so the same losses bit for bit.
 #[test]
 fn a_resumed_full_fine_tune_continues_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let ck = dir.path().join("ck");
-    let model = Model::load(&fixture("roberta-prelayernorm")).unwrap();
-    let docs = sample_docs();
-    let opts = TrainOptions { steps: 20, warmup: Some(4), method: Method::Full, ..small_opts() };
-    let mut t = Trainer::new(&model, &docs, opts).unwrap();
-    for _ in 0..3 {
-        t.step().unwrap();
-    }
-    t.save(&ck).unwrap();
-    let mut r = Trainer::resume(&ck, &docs).unwrap();
+    let (_dir, ck, mut t) = saved_run(Method::Full, 3);
+    let mut r = Trainer::resume(&ck, &sample_docs()).unwrap();
     for _ in 0..3 {
         let (a, b) = (t.step().unwrap(), r.step().unwrap());
         assert_eq!((a.step, a.loss, a.grad_norm), (b.step, b.loss, b.grad_norm));
